@@ -1,0 +1,44 @@
+# bpfnet build. `make` builds the BPF objects and the TypeScript.
+CLANG      ?= clang
+BPF_CFLAGS ?= -O2 -g -target bpf -Wall -Werror -I/usr/include/$(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
+BPF_SRC    := $(wildcard bpf/*.c)
+BPF_OBJ    := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
+BPF_HDR    := $(wildcard bpf/lib/*.h)
+MAP_OBJ    := build/bpf/uplink.o build/bpf/endpoint.o
+
+.PHONY: all bpf ts gen check-gen test lab bench clean
+
+all: bpf ts
+
+bpf: $(BPF_OBJ)
+
+build/bpf/%.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+ts: node_modules/.package-lock.json
+	npx tsc -p tsconfig.json
+
+# Regenerate the TypeScript map ABI from the objects' BTF.
+gen: bpf ts
+	node dist/src/maps/gen/cli.js $(MAP_OBJ)
+	npx tsc -p tsconfig.json
+
+check-gen: bpf ts
+	node dist/src/maps/gen/cli.js --check $(MAP_OBJ)
+
+test: all
+	npx vitest run
+
+lab: all
+	node dist/src/cli/main.js lab
+
+bench: all
+	node dist/bench/run.js
+
+clean:
+	rm -rf build dist
