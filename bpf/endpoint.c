@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* tc ingress of a container veth's host side (packets *from* the container):
- * reverse translation of replies to published ports. */
+ * reverse translation of replies to published ports, then forwarded by FIB
+ * lookup (the stack would drop a packet whose source is a node address). */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/nat.h"
+#include "lib/fib.h"
 
 SEC("tc")
-int endpoint_ingress(struct __sk_buff *skb)
+int from_container(struct __sk_buff *skb)
 {
 	struct pkt p = {};
 
@@ -17,7 +19,7 @@ int endpoint_ingress(struct __sk_buff *skb)
 	switch (nat_rnat(skb, &p)) {
 	case NAT_DONE:
 		metric_inc(METRIC_RNAT, skb->len);
-		return TC_ACT_OK;
+		return fib_redirect(skb, &p, p.saddr, p.daddr);
 	case NAT_FAILED:
 		metric_inc(METRIC_REWRITE_FAIL, skb->len);
 		return TC_ACT_SHOT;

@@ -8,7 +8,7 @@
 #include "lib/nat.h"
 
 SEC("tc")
-int uplink_ingress(struct __sk_buff *skb)
+int from_uplink(struct __sk_buff *skb)
 {
 	struct pkt p = {};
 
@@ -33,6 +33,9 @@ int uplink_ingress(struct __sk_buff *skb)
 	case NAT_FAILED:
 		metric_inc(METRIC_REWRITE_FAIL, skb->len);
 		return TC_ACT_SHOT;
+	case NAT_CLASH:
+		metric_inc(METRIC_CT_CLASH, skb->len);
+		return TC_ACT_OK;
 	default:
 		metric_inc(METRIC_PASS, skb->len);
 		return TC_ACT_OK;

@@ -101,7 +101,8 @@ enum metric_id {
 	METRIC_SKIP_MALFORMED = 4, /* bad or truncated header, passed untouched */
 	METRIC_CT_INSERT_FAIL = 5, /* reverse NAT state not stored (flow still DNATed) */
 	METRIC_REWRITE_FAIL = 6,   /* helper failed mid-rewrite: dropped */
-	METRIC_MAX = 7,
+	METRIC_CT_CLASH = 7,	/* reply tuple busy for another frontend: not DNATed */
+	METRIC_MAX = 8,
 };
 
 struct metric_value {

@@ -18,6 +18,7 @@ enum nat_result {
 	NAT_NONE = 0,		/* nothing matched: pass untouched */
 	NAT_DONE,		/* translated */
 	NAT_FAILED,		/* a helper failed half-way: caller must drop */
+	NAT_CLASH,		/* reply tuple in use by another frontend: pass untouched */
 };
 
 static __always_inline struct port_value *frontend_lookup(const struct pkt *p)
@@ -30,6 +31,9 @@ static __always_inline struct port_value *frontend_lookup(const struct pkt *p)
 	struct addr_key a = { .addr = p->daddr };
 	struct port_value *v;
 
+	/* 0.0.0.0 is never a real destination; it must not hit a wildcard key. */
+	if (!p->daddr)
+		return 0;
 	v = bpf_map_lookup_elem(&bpfnet_ports, &k);
 	if (v)
 		return v;
@@ -40,23 +44,38 @@ static __always_inline struct port_value *frontend_lookup(const struct pkt *p)
 	return bpf_map_lookup_elem(&bpfnet_ports, &k);
 }
 
-static __always_inline void nat_ct_record(const struct pkt *p, const struct port_value *be)
-{
-	struct nat_ct_key k = {
-		.saddr = be->backend_addr,
-		.daddr = p->saddr,
-		.sport = be->backend_port,
-		.dport = p->sport,
-		.proto = p->proto,
-	};
-	__u64 now = bpf_ktime_get_ns();
-	struct nat_ct_value *cur = bpf_map_lookup_elem(&bpfnet_nat_ct, &k);
+/* A reply tuple still in use for another frontend is not taken over before
+ * it has been idle this long: two flows sharing one reply tuple would get each
+ * other's replies (conntrack calls this a clash). */
+#define NAT_CT_CLASH_IDLE_NS (60ULL * 1000 * 1000 * 1000)
 
-	/* Refresh in place on the hot path; a full update only for a new flow
-	 * or when the flow now reaches the backend through another frontend. */
-	if (cur && cur->orig_addr == p->daddr && cur->orig_port == p->dport) {
-		cur->last_seen_ns = now;
-		return;
+static __always_inline void nat_ct_key_of(struct nat_ct_key *k, const struct pkt *p,
+					  const struct port_value *be)
+{
+	k->saddr = be->backend_addr;
+	k->daddr = p->saddr;
+	k->sport = be->backend_port;
+	k->dport = p->sport;
+	k->proto = p->proto;
+}
+
+/* Returns 0 when the flow may use this frontend, -1 on a clash. */
+static __always_inline int nat_ct_record(const struct pkt *p, const struct port_value *be)
+{
+	struct nat_ct_key k = {};
+	__u64 now = bpf_ktime_get_ns();
+	struct nat_ct_value *cur;
+
+	nat_ct_key_of(&k, p, be);
+	cur = bpf_map_lookup_elem(&bpfnet_nat_ct, &k);
+	if (cur) {
+		/* Hot path: refresh in place. */
+		if (cur->orig_addr == p->daddr && cur->orig_port == p->dport) {
+			cur->last_seen_ns = now;
+			return 0;
+		}
+		if (now - cur->last_seen_ns < NAT_CT_CLASH_IDLE_NS)
+			return -1;
 	}
 	struct nat_ct_value v = {
 		.orig_addr = p->daddr,
@@ -65,6 +84,7 @@ static __always_inline void nat_ct_record(const struct pkt *p, const struct port
 	};
 	if (bpf_map_update_elem(&bpfnet_nat_ct, &k, &v, BPF_ANY) < 0)
 		metric_inc(METRIC_CT_INSERT_FAIL, 0);
+	return 0;
 }
 
 /* Client -> node:hostPort becomes client -> container:containerPort. */
@@ -74,7 +94,8 @@ static __always_inline int nat_dnat(struct __sk_buff *skb, struct pkt *p)
 
 	if (!be)
 		return NAT_NONE;
-	nat_ct_record(p, be);
+	if (nat_ct_record(p, be) < 0)
+		return NAT_CLASH;
 	if (rewrite_addr(skb, p, offsetof(struct iphdr, daddr), p->daddr, be->backend_addr) < 0 ||
 	    rewrite_port(skb, p, offsetof(struct tcphdr, dest), p->dport, be->backend_port) < 0)
 		return NAT_FAILED;

@@ -99,8 +99,9 @@ export async function loadObject(name: string, opts: LoadOptions): Promise<Loade
     }
   }
   // Load into a scratch dir and rename: a crash never leaves half a version.
+  // (bpffs refuses names containing a dot, hence no ".tmp".)
   await mkdir(progsDir(opts.root), { recursive: true });
-  const tmp = join(progsDir(opts.root), `.tmp-${name}-${randomBytes(4).toString('hex')}`);
+  const tmp = join(progsDir(opts.root), `tmp-${name}-${randomBytes(4).toString('hex')}`);
   const reuse = Object.entries(maps).flatMap(([n, p]) => ['map', 'name', n, 'pinned', p]);
   const type = opts.progType ? ['type', opts.progType] : [];
   try {
@@ -108,7 +109,7 @@ export async function loadObject(name: string, opts: LoadOptions): Promise<Loade
     await rm(dir, { recursive: true, force: true });
     await rename(tmp, dir);
   } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     if (e instanceof CommandError && e.code === 'E_COMMAND_FAILED') {
       const v = verifierMessage(e.stderr);
       throw new CommandError('E_VERIFIER', `kernel rejected program ${v.prog ?? name}: ${v.line}`, e.command, e.exitCode, e.stderr);

@@ -67,8 +67,15 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       if (r.timedOut) {
         throw new CommandError('E_TIMEOUT', `${line} timed out after ${opts.timeout ?? 60_000} ms`, line, undefined, stderr);
       }
-      const first = stderr.split('\n').find((l) => l.trim()) ?? `exit code ${r.exitCode}`;
-      throw new CommandError('E_COMMAND_FAILED', `${line} failed: ${first}`, line, r.exitCode, stderr);
+      // bpftool -j reports errors as JSON on stdout, with stderr empty.
+      const out = stderr || String(r.stdout ?? '');
+      let first = out.split('\n').find((l) => l.trim()) ?? `exit code ${r.exitCode}`;
+      try {
+        first = (JSON.parse(out) as { error?: string }).error ?? first;
+      } catch {
+        // not JSON
+      }
+      throw new CommandError('E_COMMAND_FAILED', `${line} failed: ${first}`, line, r.exitCode, out);
     }
     return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
   } catch (e) {

@@ -70,7 +70,8 @@ export const MetricId = {
   "METRIC_SKIP_MALFORMED": 4,
   "METRIC_CT_INSERT_FAIL": 5,
   "METRIC_REWRITE_FAIL": 6,
-  "METRIC_MAX": 7
+  "METRIC_CT_CLASH": 7,
+  "METRIC_MAX": 8
 } as const;
 
 export const structs = {
@@ -263,7 +264,7 @@ export const maps = {
     "keySize": 4,
     "value": "metric_value",
     "valueSize": 16,
-    "maxEntries": 7
+    "maxEntries": 8
   },
   "bpfnet_nat_ct": {
     "name": "bpfnet_nat_ct",

@@ -1,0 +1,66 @@
+/**
+ * Published ports -> map entries, and the diff against what a map holds.
+ * Pure: no I/O, so every rule here is unit-tested without a kernel.
+ */
+import { isIPv4 } from 'node:net';
+import type { PublishedPort } from '../dataplane/types.js';
+import type { PortKey, PortValue } from '../maps/generated/abi.js';
+import { invalidArgument } from '../util/errors.js';
+
+export const IPPROTO = { tcp: 6, udp: 17 } as const;
+
+export function validatePort(p: PublishedPort): void {
+  const where = `published port ${p.hostIp}:${p.hostPort}/${p.proto}`;
+  if (!isIPv4(p.hostIp)) throw invalidArgument(`${where}: host IP must be IPv4 (0.0.0.0 for all addresses), got "${p.hostIp}"`);
+  if (!isIPv4(p.containerIp) || p.containerIp === '0.0.0.0') throw invalidArgument(`${where}: container IP must be a unicast IPv4 address, got "${p.containerIp}"`);
+  for (const [n, v] of [['host port', p.hostPort], ['container port', p.containerPort]] as const) {
+    if (!Number.isInteger(v) || v < 1 || v > 65535) throw invalidArgument(`${where}: ${n} must be 1-65535, got ${v}`);
+  }
+  if (!(p.proto in IPPROTO)) throw invalidArgument(`${where}: protocol must be tcp or udp, got "${p.proto}"`);
+}
+
+export function portKey(p: Pick<PublishedPort, 'hostIp' | 'hostPort' | 'proto'>): PortKey {
+  return { addr: p.hostIp, port: p.hostPort, proto: IPPROTO[p.proto] };
+}
+
+/** Desired bpfnet_ports entries; two mappings of one frontend is an error. */
+export function portEntries(ports: PublishedPort[]): [PortKey, PortValue][] {
+  const seen = new Map<string, PublishedPort>();
+  return ports.map((p) => {
+    validatePort(p);
+    const id = `${p.hostIp}:${p.hostPort}/${p.proto}`;
+    const prev = seen.get(id);
+    if (prev) throw invalidArgument(`${id} is published twice (to ${prev.containerIp}:${prev.containerPort} and ${p.containerIp}:${p.containerPort})`);
+    seen.set(id, p);
+    return [portKey(p), { backend_addr: p.containerIp, backend_port: p.containerPort, flags: 0 }];
+  });
+}
+
+export interface EntryDiff<K, V> {
+  /** New or changed entries. */
+  upsert: [K, V][];
+  remove: K[];
+  added: number;
+  updated: number;
+}
+
+/** What to write so that a map holding `current` holds exactly `desired`. */
+export function diffEntries<K, V>(current: [K, V][], desired: [K, V][]): EntryDiff<K, V> {
+  const id = (x: unknown) => JSON.stringify(x, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  const cur = new Map(current.map(([k, v]) => [id(k), id(v)]));
+  const want = new Set<string>();
+  const upsert: [K, V][] = [];
+  let added = 0;
+  let updated = 0;
+  for (const [k, v] of desired) {
+    const kid = id(k);
+    want.add(kid);
+    const have = cur.get(kid);
+    if (have === undefined) added++;
+    else if (have !== id(v)) updated++;
+    else continue;
+    upsert.push([k, v]);
+  }
+  const remove = current.filter(([k]) => !want.has(id(k))).map(([k]) => k);
+  return { upsert, remove, added, updated };
+}

@@ -1,0 +1,91 @@
+/**
+ * The eBPF dataplane: tc programs on the uplinks (DNAT) and on the host side
+ * of every endpoint (reverse NAT), driven by maps under one bpffs root.
+ * apply() is idempotent: loading reuses pinned versions, attaching replaces
+ * in place, and map writes are the diff against what the maps hold.
+ */
+import { loadObject, pruneVersions, removeRoot, mapsDir, type LoadedObject } from '../../loader/load.js';
+import { attachTc, detachTc } from '../../loader/tc.js';
+import { TypedMap } from '../../maps/map.js';
+import { diffEntries, portEntries } from '../../controller/ports.js';
+import type { ApplyReport, Dataplane, DesiredState } from '../types.js';
+import type { AddrKey, AddrValue } from '../../maps/generated/abi.js';
+import { invalidArgument } from '../../util/errors.js';
+import { isIPv4 } from 'node:net';
+
+export interface EbpfOptions {
+  /** bpffs root for this agent's pins (default /sys/fs/bpf/bpfnet). */
+  root: string;
+  /** Network namespace of the node (path), or undefined for the current one. */
+  netns?: string | undefined;
+  mapSizes?: Record<string, number>;
+}
+
+export const PROGRAMS = {
+  uplink: { object: 'uplink', prog: 'from_uplink' },
+  endpoint: { object: 'endpoint', prog: 'from_container' },
+} as const;
+
+export class EbpfDataplane implements Dataplane {
+  readonly mode = 'ebpf' as const;
+  constructor(readonly opts: EbpfOptions) {}
+
+  get mapDir(): string {
+    return mapsDir(this.opts.root);
+  }
+
+  private async load(name: string): Promise<LoadedObject> {
+    return loadObject(name, { root: this.opts.root, progType: 'classifier', ...(this.opts.mapSizes ? { mapSizes: this.opts.mapSizes } : {}) });
+  }
+
+  async apply(state: DesiredState): Promise<ApplyReport> {
+    // Validate everything before touching the kernel: bad input changes nothing.
+    const desiredPorts = portEntries(state.ports);
+    for (const a of state.nodeAddresses) if (!isIPv4(a)) throw invalidArgument(`node address must be IPv4, got "${a}"`);
+    const desiredAddrs: [AddrKey, AddrValue][] = state.nodeAddresses.map((a) => [{ addr: a }, { flags: 0 }]);
+
+    const uplink = await this.load(PROGRAMS.uplink.object);
+    const endpoint = await this.load(PROGRAMS.endpoint.object);
+
+    // Maps first, so a program never runs against a half-programmed table.
+    const report: ApplyReport = { attached: [], ports: { added: 0, updated: 0, removed: 0 }, addresses: { added: 0, removed: 0 } };
+    const ports = TypedMap.open(this.mapDir, 'bpfnet_ports');
+    const addrs = TypedMap.open(this.mapDir, 'bpfnet_addrs');
+    try {
+      const pd = diffEntries(await ports.toArray(), desiredPorts);
+      await ports.setMany(pd.upsert);
+      await ports.deleteMany(pd.remove);
+      report.ports = { added: pd.added, updated: pd.updated, removed: pd.remove.length };
+      const ad = diffEntries(await addrs.toArray(), desiredAddrs);
+      await addrs.setMany(ad.upsert);
+      await addrs.deleteMany(ad.remove);
+      report.addresses = { added: ad.added, removed: ad.remove.length };
+    } finally {
+      ports.close();
+      addrs.close();
+    }
+
+    const targets = [
+      ...state.uplinks.map((dev) => ({ dev, obj: uplink, prog: PROGRAMS.uplink.prog })),
+      ...state.endpoints.map((e) => ({ dev: e.hostDev, obj: endpoint, prog: PROGRAMS.endpoint.prog })),
+    ];
+    for (const t of targets) {
+      const pin = t.obj.progs[t.prog];
+      if (!pin) throw invalidArgument(`object ${t.obj.name} has no program ${t.prog}`);
+      const a = await attachTc({ netns: this.opts.netns, dev: t.dev, direction: 'ingress', pin });
+      report.attached.push({ dev: t.dev, hook: 'tc/ingress', prog: a.progName, progId: a.progId });
+    }
+    // Older versions are no longer attached anywhere we manage: unpin them.
+    await pruneVersions(this.opts.root, uplink.name, uplink.hash);
+    await pruneVersions(this.opts.root, endpoint.name, endpoint.hash);
+    return report;
+  }
+
+  async teardown(state: DesiredState): Promise<void> {
+    const devs = [...state.uplinks, ...state.endpoints.map((e) => e.hostDev)];
+    for (const dev of devs) {
+      await detachTc({ netns: this.opts.netns, dev, direction: 'ingress' }).catch(() => undefined);
+    }
+    await removeRoot(this.opts.root);
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * The one interface every dataplane (eBPF now; iptables and nftables later)
+ * implements. The controller computes DesiredState purely; a dataplane makes
+ * the kernel match it, idempotently.
+ */
+export type Protocol = 'tcp' | 'udp';
+
+export interface PublishedPort {
+  /** '0.0.0.0' = every node address. */
+  hostIp: string;
+  hostPort: number;
+  proto: Protocol;
+  containerIp: string;
+  containerPort: number;
+}
+
+export interface DesiredState {
+  /** Devices traffic from outside arrives on (the node's uplinks). */
+  uplinks: string[];
+  /** The node's own IPv4 addresses (wildcard frontends match only these). */
+  nodeAddresses: string[];
+  /** Host-side devices of container endpoints. */
+  endpoints: { hostDev: string }[];
+  ports: PublishedPort[];
+}
+
+export interface ApplyReport {
+  attached: { dev: string; hook: string; prog: string; progId: number }[];
+  ports: { added: number; updated: number; removed: number };
+  addresses: { added: number; removed: number };
+}
+
+export interface Dataplane {
+  readonly mode: 'ebpf' | 'iptables' | 'nftables';
+  apply(state: DesiredState): Promise<ApplyReport>;
+  /** Remove everything this dataplane installed. */
+  teardown(state: DesiredState): Promise<void>;
+}

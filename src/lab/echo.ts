@@ -1,0 +1,27 @@
+/**
+ * Tiny TCP+UDP server for the lab, tests and benchmarks. Each reply says who
+ * the server saw as the client, so source-IP preservation is visible.
+ * Usage: node echo.js PORT [NAME]   (prints "ready" once both sockets listen)
+ */
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+
+const port = Number(process.argv[2] ?? 80);
+const name = process.argv[3] ?? 'container';
+let ready = 0;
+const up = () => {
+  if (++ready === 2) process.stdout.write('ready\n');
+};
+
+createServer((sock) => {
+  sock.once('data', (d) => {
+    sock.end(`${name} tcp/${port} saw ${sock.remoteAddress}:${sock.remotePort}: ${d.toString().trim()}\n`);
+  });
+  sock.on('error', () => undefined);
+}).listen(port, '0.0.0.0', up);
+
+const udp = createSocket('udp4');
+udp.on('message', (msg, from) => {
+  udp.send(`${name} udp/${port} saw ${from.address}:${from.port}: ${msg.toString().trim()}\n`, from.port, from.address);
+});
+udp.bind(port, '0.0.0.0', up);
