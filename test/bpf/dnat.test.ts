@@ -469,7 +469,7 @@ describe('from_uplink (published-port DNAT)', () => {
     const prog = obj.progs.from_uplink;
     if (!prog) throw new Error(`from_uplink not pinned; got ${Object.keys(obj.progs).join(', ')}`);
     maps = openCaseMaps(bpf.mapDir);
-    env = { prog, ...maps };
+    env = { prog, netns: bpf.netns, ...maps };
   });
 
   afterEach(async () => {
@@ -500,10 +500,10 @@ describe('from_uplink (published-port DNAT)', () => {
     const { ports, ct } = env;
     await ports.setMany([WEB_TCP]);
     const k = ctKey(BACKEND, 80, CLIENT, 40001, tcp);
-    const r1 = await testRun(env.prog, pkt());
+    const r1 = await testRun(env.prog, pkt(), { netns: bpf!.netns });
     expect(r1.output.equals(pkt({ dst: BACKEND, dport: 80 }))).toBe(true);
     const first = await ct.get(k);
-    const r2 = await testRun(env.prog, pkt({ id: 0x4243 }));
+    const r2 = await testRun(env.prog, pkt({ id: 0x4243 }), { netns: bpf!.netns });
     expect(r2.output.equals(pkt({ id: 0x4243, dst: BACKEND, dport: 80 }))).toBe(true);
     const second = await ct.get(k);
     expect(first?.orig_addr).toBe(NODE_IP);
@@ -513,13 +513,9 @@ describe('from_uplink (published-port DNAT)', () => {
     dnatCount += 2;
   });
 
-  // KNOWN BUG (bpf/lib/nat.h, frontend_lookup): the exact lookup runs with
-  // key.addr = daddr, so a packet addressed to 0.0.0.0 itself matches the
-  // wildcard entry directly and skips the bpfnet_addrs check. The kernel would
-  // drop such a martian; DNAT turns it into a valid packet to the container.
-  // `it.fails` keeps the suite green while the bug exists and turns red once
-  // it is fixed: then make this a normal passCases entry.
-  it.fails('BUG: a packet addressed to 0.0.0.0 must not match a wildcard frontend', async (ctx) => {
+  // A packet addressed to 0.0.0.0 itself used to match the wildcard entry in
+  // the exact lookup and skip the bpfnet_addrs check (fixed in frontend_lookup).
+  it('regression: a packet addressed to 0.0.0.0 does not match a wildcard frontend', async (ctx) => {
     const before = (await readMetrics(bpf!.mapDir)).METRIC_DNAT.packets;
     try {
       await run({

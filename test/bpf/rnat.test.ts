@@ -346,7 +346,7 @@ describe('from_container (reverse NAT)', () => {
     uplink = up.progs.from_uplink;
     expect(up.maps).toEqual(ep.maps); // same pins: the two programs share state
     maps = openCaseMaps(bpf.mapDir);
-    env = { prog, ...maps };
+    env = { prog, netns: bpf.netns, ...maps };
   });
 
   afterEach(async () => {
@@ -409,13 +409,13 @@ describe('from_container (reverse NAT)', () => {
         const frontendPort = f.req.dport ?? 8080;
 
         const req = request(f.req);
-        const r1 = await testRun(uplink, req);
+        const r1 = await testRun(uplink, req, { netns: bpf!.netns });
         expect(r1.retval).toBe(TC_ACT_OK);
         expect(r1.output.toString('hex')).toBe(request({ ...f.req, dst: BACKEND, dport: f.backendPort }).toString('hex'));
         dnatCount++;
 
         const rep = reply({ sport: f.backendPort, ...f.rep });
-        const r2 = await testRun(env.prog, rep);
+        const r2 = await testRun(env.prog, rep, { netns: bpf!.netns });
         expect(r2.retval).toBe(TC_ACT_OK);
         expect(r2.output.toString('hex')).toBe(reply({ ...f.rep, src: frontend, sport: frontendPort }).toString('hex'));
         expect(verifyChecksums(r2.output)).toBe(true);
@@ -424,20 +424,18 @@ describe('from_container (reverse NAT)', () => {
     }
   });
 
-  // KNOWN LIMITATION (bpf/lib/nat.h, nat_ct_record): the ct key is the reply
-  // tuple, which does not say which frontend a flow used. Two published ports
-  // to the same container port (-p 53:53/udp -p 5353:53/udp) reached from one
-  // client socket share a key, the second flow overwrites the first's entry,
-  // and the first flow's replies leave with the wrong source port.
-  // `it.fails` documents it; turn it into a normal test once fixed.
-  it.fails('BUG: two frontends of one backend port, same client socket: replies keep their own frontend', async () => {
+  // The ct key is the reply tuple, which does not say which frontend a flow
+  // used. Two published ports to one container port (-p 53:53/udp -p
+  // 5353:53/udp) reached from one client socket share a key: like conntrack,
+  // the second (clashing) flow is refused while the first is live.
+  it('regression: two frontends of one backend port, same client socket: the clashing flow is refused, the first keeps its frontend', async () => {
     const before = await readMetrics(bpf!.mapDir);
     try {
       await env.ports.setMany([port(NODE_IP, 53, udp, BACKEND, 53), port(NODE_IP, 5353, udp, BACKEND, 53)]);
       const q = { proto: 'udp' as const, sport: 33333 };
-      expect((await testRun(uplink, request({ ...q, dport: 53 }))).retval).toBe(TC_ACT_OK);
-      expect((await testRun(uplink, request({ ...q, dport: 5353 }))).retval).toBe(TC_ACT_OK);
-      const r = await testRun(env.prog, reply({ proto: 'udp', sport: 53, dport: 33333 }));
+      expect((await testRun(uplink, request({ ...q, dport: 53 }), { netns: bpf!.netns })).retval).toBe(TC_ACT_OK);
+      expect((await testRun(uplink, request({ ...q, dport: 5353 }), { netns: bpf!.netns })).retval).toBe(TC_ACT_OK);
+      const r = await testRun(env.prog, reply({ proto: 'udp', sport: 53, dport: 33333 }), { netns: bpf!.netns });
       // This reply could answer either query; what must not happen is that the
       // first flow silently loses its translation. Conntrack refuses the clashing
       // second flow instead, so the first flow's replies keep source port 53.

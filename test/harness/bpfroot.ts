@@ -12,7 +12,8 @@ import { mapsDir, removeRoot } from '../../src/loader/load.js';
 import { testRun, type TestRunResult } from '../../src/loader/testrun.js';
 import { readPerCpu, TypedMap } from '../../src/maps/map.js';
 import { MetricId, type NatCtKey, type NatCtValue, type PortKey, type PortValue } from '../../src/maps/generated/abi.js';
-import { CommandError } from '../../src/util/errors.js';
+import { BpfnetError, CommandError } from '../../src/util/errors.js';
+import { Netns } from '../../src/lab/netns.js';
 
 export const TEST_ROOT_PREFIX = 'bpfnet-test-';
 
@@ -21,17 +22,26 @@ export interface BpfRoot {
   root: string;
   /** <root>/maps, for TypedMap.open / readPerCpu */
   mapDir: string;
-  /** Removes every pin under root; safe to call more than once. */
+  /** An empty network namespace to run programs in: the FIB helpers then
+   * see no routes and forwarding off, whatever the host's settings. */
+  netns: string;
+  /** Removes every pin under root and the namespace; safe to call more than once. */
   cleanup(): Promise<void>;
 }
 
 export async function withBpfRoot(base = '/sys/fs/bpf'): Promise<BpfRoot> {
-  const root = join(base, `${TEST_ROOT_PREFIX}${randomBytes(4).toString('hex')}`);
+  const id = randomBytes(4).toString('hex');
+  const root = join(base, `${TEST_ROOT_PREFIX}${id}`);
   await ensureBpffs(root);
+  const ns = await Netns.create(`${TEST_ROOT_PREFIX}${id}`);
   return {
     root,
     mapDir: mapsDir(root),
-    cleanup: () => removeRoot(root),
+    netns: ns.path,
+    cleanup: async () => {
+      await ns.destroy();
+      await removeRoot(root);
+    },
   };
 }
 
@@ -124,13 +134,15 @@ export interface BpfCase {
 
 export interface CaseEnv {
   prog: string;
+  /** Network namespace to run the program in (see BpfRoot.netns). */
+  netns: string;
   mapDir: string;
   ports: TypedMap<'bpfnet_ports'>;
   addrs: TypedMap<'bpfnet_addrs'>;
   ct: TypedMap<'bpfnet_nat_ct'>;
 }
 
-export function openCaseMaps(mapDir: string): Omit<CaseEnv, 'prog'> & { close(): void } {
+export function openCaseMaps(mapDir: string): Omit<CaseEnv, 'prog' | 'netns'> & { close(): void } {
   const ports = TypedMap.open(mapDir, 'bpfnet_ports');
   const addrs = TypedMap.open(mapDir, 'bpfnet_addrs');
   const ct = TypedMap.open(mapDir, 'bpfnet_nat_ct');
@@ -155,11 +167,12 @@ export async function runBpfCase(env: CaseEnv, c: BpfCase, ctx: TestContext): Pr
 
   let r: TestRunResult;
   try {
-    r = await testRun(env.prog, Buffer.from(c.input));
+    r = await testRun(env.prog, Buffer.from(c.input), { netns: env.netns });
   } catch (e) {
-    if (c.kernelMayReject && isEinval(e)) {
+    // The kernel refuses IPv4 frames shorter than 34 bytes before the program
+    // runs; testRun says so up front. Such input never reaches the program.
+    if (c.kernelMayReject && ((e instanceof BpfnetError && e.code === 'E_INVALID_ARGUMENT') || isEinval(e))) {
       expect(metricsDelta(before, await readMetrics(env.mapDir))).toEqual({});
-      ctx.skip(`this kernel's BPF_PROG_TEST_RUN rejects a ${c.input.length}-byte IPv4 frame (EINVAL)`);
       return undefined;
     }
     throw e;
