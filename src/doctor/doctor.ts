@@ -2,6 +2,7 @@
  * `bpfnet doctor`: probe what this machine can do and pick the dataplane the
  * agent would use. Never throws; every problem is a probe with a fix.
  */
+import { DEFAULT_BPFFS_ROOT } from '../util/paths.js';
 import os from 'node:os';
 import {
   MIN_KERNEL,
@@ -43,7 +44,7 @@ export interface DoctorReport {
   };
 }
 
-export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/bpfnet';
+export { DEFAULT_BPFFS_ROOT };
 
 const errMsg = (e: unknown) => (e instanceof Error ? e.message : String(e));
 

@@ -4,8 +4,8 @@
  * protocol through them, and an account of what happened. Everything lives in
  * namespaces and a bpffs root of its own, and is removed afterwards.
  */
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../util/paths.js';
 import { randomBytes } from 'node:crypto';
 import { Topology, UPLINK } from './topology.js';
 import type { Netns } from './netns.js';
@@ -17,9 +17,10 @@ import { MetricId } from '../maps/generated/abi.js';
 import { run, tryRun } from '../util/exec.js';
 import { BpfnetError } from '../util/errors.js';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-export const ECHO_SCRIPT = join(HERE, 'echo.js');
-export const PROBE_SCRIPT = join(HERE, 'probe.js');
+// Always the compiled scripts, also when this module runs from source (vitest).
+const LAB_DIST = join(PACKAGE_ROOT, 'dist', 'src', 'lab');
+export const ECHO_SCRIPT = join(LAB_DIST, 'echo.js');
+export const PROBE_SCRIPT = join(LAB_DIST, 'probe.js');
 
 export interface LabAccount {
   topology: { id: string; client: string; node: string; container: string; containerIp: string };

@@ -27,7 +27,9 @@ if (proto === 'tcp') {
     process.exit(1);
   });
 } else {
+  // Connected: the kernel drops replies from any other address or port, so a
+  // reply that escaped reverse translation times out instead of passing.
   const s = createSocket('udp4');
   s.on('message', (d) => done(d.toString()));
-  s.send(msg, port, host);
+  s.connect(port, host, () => s.send(msg));
 }
