@@ -6,9 +6,13 @@ BPF_OBJ    := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
 BPF_HDR    := $(wildcard bpf/lib/*.h)
 MAP_OBJ    := build/bpf/uplink.o build/bpf/endpoint.o
 
-.PHONY: all bpf ts gen check-gen test lab bench clean
+.PHONY: all deps bpf ts gen check-gen test lab bench clean
 
 all: bpf ts
+
+# Installs missing system packages and npm dependencies (idempotent).
+deps:
+	@bash scripts/install-deps.sh
 
 bpf: $(BPF_OBJ)
 
@@ -31,13 +35,17 @@ gen: bpf ts
 check-gen: bpf ts
 	node dist/src/maps/gen/cli.js --check $(MAP_OBJ)
 
-test: all
-	npx vitest run
+# The whole suite (BPF unit tests, integration in namespaces, units).
+test: deps all
+	@mkdir -p build
+	npx vitest run --reporter=default --reporter=json --outputFile.json=build/test-results.json; rc=$$?; \
+	  node scripts/summary.mjs build/test-results.json; exit $$rc
 
-lab: all
+# The main job on a safe default: a throw-away lab in namespaces.
+lab: deps all
 	node dist/src/cli/main.js lab
 
-bench: all
+bench: deps all
 	node dist/bench/run.js
 
 clean:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what bpfnet needs on a Debian machine, only when it is missing:
+# clang/llvm (BPF compiler), libbpf headers, bpftool, iproute2 (ip, tc),
+# iptables, nftables, ping, and the npm dependencies. Mounts bpffs if absent.
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have clang || need+=(clang)
+have llvm-strip || need+=(llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+[ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
+have bpftool || need+=(bpftool)
+{ have ip && have tc; } || need+=(iproute2)
+have iptables || need+=(iptables)
+have nft || need+=(nftables)
+have ping || need+=(iputils-ping)
+have nsenter || need+=(util-linux)
+have gcc || need+=(gcc)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bpfnet needs: ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "installing: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Some hosts boot without bpffs; the agent mounts it too, but tests expect it.
+if ! grep -qs ' /sys/fs/bpf bpf ' /proc/mounts; then
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund >/dev/null
+fi

@@ -1,0 +1,5 @@
+// Prints vitest's JSON report as one plain closing line: "N passed, N failed, N skipped".
+import { readFileSync } from 'node:fs';
+const r = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
