@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { runDoctor } from '../doctor/doctor.js';
 import { formatDoctor } from '../doctor/format.js';
 import { cleanLab, runLab, type LabAccount } from '../lab/lab.js';
+import { bpfCommand } from './bpf.js';
 import { BpfnetError } from '../util/errors.js';
 import { DEFAULT_BPFFS_ROOT, PACKAGE_ROOT } from '../util/paths.js';
 
@@ -48,6 +49,8 @@ program
     process.stdout.write(o.json ? `${JSON.stringify(account, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n` : formatLab(account));
     if (!account.exchanges.every((e) => e.sourcePreserved)) process.exitCode = 1;
   });
+
+program.addCommand(bpfCommand());
 
 function formatLab(a: LabAccount): string {
   const lines: string[] = ['', 'What happened', '-------------'];
