@@ -16,7 +16,7 @@ export function validatePort(p: PublishedPort): void {
   for (const [n, v] of [['host port', p.hostPort], ['container port', p.containerPort]] as const) {
     if (!Number.isInteger(v) || v < 1 || v > 65535) throw invalidArgument(`${where}: ${n} must be 1-65535, got ${v}`);
   }
-  if (!(p.proto in IPPROTO)) throw invalidArgument(`${where}: protocol must be tcp or udp, got "${p.proto}"`);
+  if (!Object.hasOwn(IPPROTO, p.proto)) throw invalidArgument(`${where}: protocol must be tcp or udp, got "${p.proto}"`);
 }
 
 export function portKey(p: Pick<PublishedPort, 'hostIp' | 'hostPort' | 'proto'>): PortKey {
@@ -46,7 +46,10 @@ export interface EntryDiff<K, V> {
 
 /** What to write so that a map holding `current` holds exactly `desired`. */
 export function diffEntries<K, V>(current: [K, V][], desired: [K, V][]): EntryDiff<K, V> {
-  const id = (x: unknown) => JSON.stringify(x, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  // Canonical identity: sorted keys, bigints as strings.
+  const id = (x: unknown) =>
+    JSON.stringify(x, (_k, v: unknown) =>
+      typeof v === 'bigint' ? v.toString() : v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v);
   const cur = new Map(current.map(([k, v]) => [id(k), id(v)]));
   const want = new Set<string>();
   const upsert: [K, V][] = [];

@@ -80,7 +80,11 @@ export function verifierMessage(stderr: string): { prog?: string; line: string }
   const prog = /prog '([^']+)': BPF program load failed/.exec(stderr)?.[1];
   const log = /-- BEGIN PROG LOAD LOG --\n([\s\S]*?)-- END PROG LOAD LOG --/.exec(stderr)?.[1] ?? '';
   const lines = log.split('\n').map((l) => l.trim()).filter((l) => l && !/^processed \d+ insns/.test(l) && !/^verification time/.test(l) && !/^stack depth/.test(l));
-  const line = lines.at(-1) ?? stderr.split('\n').find((l) => /error|failed|invalid/i.test(l)) ?? 'unknown error';
+  // The verdict is everything after the last instruction the verifier printed
+  // (the error, then any hint such as "R6 offset is outside of the packet").
+  const lastInsn = lines.reduce((at, l, i) => (/^\d+: \(/.test(l) ? i : at), -1);
+  const verdict = lines.slice(lastInsn + 1).join('; ');
+  const line = verdict || (stderr.split('\n').find((l) => /error|failed|invalid/i.test(l)) ?? 'unknown error');
   return prog === undefined ? { line } : { prog, line };
 }
 

@@ -80,11 +80,15 @@ export async function listTc(t: TcTarget): Promise<TcAttachment[]> {
     }));
 }
 
-/** Idempotent: detaching what is not attached succeeds. */
+/** Idempotent: detaching what is not attached (or from a device gone) succeeds. */
 export async function detachTc(t: TcTarget & { pref?: number; handle?: number }): Promise<boolean> {
   const pref = t.pref ?? TC_PREF;
   const handle = t.handle ?? TC_HANDLE;
-  const present = (await listTc(t)).some((a) => a.pref === pref && a.handle === handle);
+  const attached = await listTc(t).catch((e: unknown) => {
+    if (e instanceof BpfnetError && e.code === 'E_NOT_FOUND') return [];
+    throw e;
+  });
+  const present = attached.some((a) => a.pref === pref && a.handle === handle);
   if (!present) return false;
   await run('tc', ['filter', 'del', 'dev', t.dev, t.direction, 'pref', String(pref), 'handle', `0x${handle.toString(16)}`, 'bpf'], { netns: t.netns });
   return true;

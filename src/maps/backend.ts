@@ -121,6 +121,25 @@ export class LibbpfBackend implements RawBackend {
   }
 }
 
+/** bpftool reports a full map as E2BIG/ENOSPC text: give it the same code as libbpf. */
+async function bpftoolUpdate<T>(path: string, op: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof CommandError && /Argument list too long|No space left on device/.test(`${e.message} ${e.stderr}`)) {
+      throw new BpfnetError('E_MAP_FULL', `map ${path} is full (${op}): raise its size or remove entries`, { path, op });
+    }
+    throw e;
+  }
+}
+
+/** Only "no such key" means absent; a missing pin or permission error is an error. */
+// (bpftool -j prints a bare `null` for a missing key on lookup.)
+const isNoKey = (e: unknown) =>
+  e instanceof CommandError && e.code === 'E_COMMAND_FAILED' &&
+  (e.stderr.trim() === 'null' || /No such file or directory|not found/i.test(`${e.message} ${e.stderr}`)) &&
+  !/bpf obj get|get fd/i.test(`${e.message} ${e.stderr}`);
+
 const hex = (b: Buffer): string[] => [...b].map((x) => x.toString(16).padStart(2, '0'));
 const fromHex = (a: string[]): Buffer => Buffer.from(a.map((x) => parseInt(x, 16)));
 
@@ -134,14 +153,15 @@ export class BpftoolBackend implements RawBackend {
       const r = JSON.parse(stdout) as { value?: string[] } | null;
       return r?.value ? fromHex(r.value) : undefined;
     } catch (e) {
-      if (e instanceof CommandError && e.code === 'E_COMMAND_FAILED') return undefined;
+      if (isNoKey(e)) return undefined;
       throw e;
     }
   }
 
   async set(key: Buffer, value: Buffer, flags = 0): Promise<void> {
     const f = flags === 1 ? ['noexist'] : flags === 2 ? ['exist'] : [];
-    await run('bpftool', ['map', 'update', 'pinned', this.path, 'key', 'hex', ...hex(key), 'value', 'hex', ...hex(value), ...f]);
+    await bpftoolUpdate(this.path, 'update', () =>
+      run('bpftool', ['map', 'update', 'pinned', this.path, 'key', 'hex', ...hex(key), 'value', 'hex', ...hex(value), ...f]));
   }
 
   async delete(key: Buffer): Promise<boolean> {
@@ -149,7 +169,7 @@ export class BpftoolBackend implements RawBackend {
       await run('bpftool', ['map', 'delete', 'pinned', this.path, 'key', 'hex', ...hex(key)]);
       return true;
     } catch (e) {
-      if (e instanceof CommandError && e.code === 'E_COMMAND_FAILED') return false;
+      if (isNoKey(e)) return false;
       throw e;
     }
   }
@@ -171,7 +191,7 @@ export class BpftoolBackend implements RawBackend {
   }
 
   async setBatch(entries: [Buffer, Buffer][]): Promise<void> {
-    await this.batch(entries.map(([k, v]) => `map update pinned ${this.path} key hex ${hex(k).join(' ')} value hex ${hex(v).join(' ')}`));
+    await bpftoolUpdate(this.path, `batch update of ${entries.length}`, () => this.batch(entries.map(([k, v]) => `map update pinned ${this.path} key hex ${hex(k).join(' ')} value hex ${hex(v).join(' ')}`)));
   }
 
   async deleteBatch(keys: Buffer[]): Promise<void> {

@@ -1,0 +1,104 @@
+/**
+ * Benchmark plumbing: progress on stderr, bpffs roots that are always removed
+ * (finally blocks, and SIGINT/SIGTERM), and the machine description recorded
+ * with every result.
+ */
+import os from 'node:os';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { tryRun } from '../../src/util/exec.js';
+import { withBpfRoot, type BpfRoot } from '../../test/harness/bpfroot.js';
+
+export const BENCH_DIR = join(PACKAGE_ROOT, 'bench');
+export const RESULTS_DIR = join(BENCH_DIR, 'results');
+
+const started = Date.now();
+
+/** One progress line on stderr (stdout carries only the result tables). */
+export function progress(msg: string): void {
+  const t = ((Date.now() - started) / 1000).toFixed(1).padStart(6);
+  process.stderr.write(`[bench ${t}s] ${msg}\n`);
+}
+
+// ---- cleanup ---------------------------------------------------------------
+
+const pending = new Set<() => Promise<void>>();
+let signalsHooked = false;
+
+async function runPending(): Promise<void> {
+  for (const c of [...pending]) {
+    pending.delete(c);
+    await c().catch((e: unknown) => process.stderr.write(`[bench] cleanup failed: ${(e as Error).message}\n`));
+  }
+}
+
+function hookSignals(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`[bench] ${sig}: removing bpffs roots and namespaces\n`);
+      void runPending().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+    });
+  }
+}
+
+/**
+ * A private bpffs root and empty netns (test/harness/bpfroot.ts), registered
+ * so that an interrupted run removes it too. Call release() in a finally.
+ */
+export async function benchRoot(): Promise<BpfRoot & { release(): Promise<void> }> {
+  hookSignals();
+  const r = await withBpfRoot();
+  const cleanup = () => r.cleanup();
+  pending.add(cleanup);
+  return {
+    ...r,
+    release: async () => {
+      pending.delete(cleanup);
+      await r.cleanup();
+    },
+  };
+}
+
+/** Run fn with a set of roots that are released whatever happens. */
+export async function withRoots<T>(count: number, fn: (roots: BpfRoot[]) => Promise<T>): Promise<T> {
+  const roots: (BpfRoot & { release(): Promise<void> })[] = [];
+  try {
+    for (let i = 0; i < count; i++) roots.push(await benchRoot());
+    return await fn(roots);
+  } finally {
+    for (const r of roots.reverse()) await r.release().catch((e: unknown) => progress(`cleanup of ${r.root} failed: ${(e as Error).message}`));
+  }
+}
+
+// ---- machine ---------------------------------------------------------------
+
+export interface MachineInfo {
+  kernel: string;
+  arch: string;
+  cpuModel: string;
+  cpuCount: number;
+  memoryGiB: number;
+  node: string;
+  clang: string;
+  bpftool: string;
+  loadavgStart: number[];
+}
+
+export async function machineInfo(): Promise<MachineInfo> {
+  const cpus = os.cpus();
+  const clang = await tryRun('clang', ['--version']);
+  const bpftool = await tryRun('bpftool', ['version']);
+  return {
+    kernel: os.release(),
+    arch: os.arch(),
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    cpuCount: cpus.length,
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    clang: clang?.stdout.split('\n')[0]?.trim() ?? 'not found',
+    bpftool: bpftool?.stdout.split('\n').map((l) => l.trim()).filter(Boolean).join('; ') ?? 'not found',
+    loadavgStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+}
