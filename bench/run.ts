@@ -10,14 +10,15 @@
  *
  * Tables go to stdout, progress to stderr. Results are medians and ratios
  * measured in the same run; nothing here asserts on timings. The exit status
- * is 1 only when a progcost path failed its functional verification (the
- * number would not measure what its label says) or the run itself failed.
+ * is 1 when a progcost path failed its functional verification (the number
+ * would not measure what its label says) or the run itself failed, 2 on bad
+ * arguments, 130/143 when interrupted (roots and namespaces are removed).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, relative } from 'node:path';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
-import { machineInfo, progress, RESULTS_DIR } from './lib/env.js';
+import { interruption, machineInfo, progress, RESULTS_DIR } from './lib/env.js';
 import { renderMarkdown, renderText, type Table } from './lib/stats.js';
 import { MAPS_FULL, MAPS_QUICK, mapsTables, runMaps, type MapsResult } from './maps.js';
 import { PROGCOST_FULL, PROGCOST_QUICK, progcostTables, runProgcost, type ProgcostResult } from './progcost.js';
@@ -30,13 +31,15 @@ interface Args {
   repeat: number | undefined;
 }
 
+class UsageError extends Error {}
+
 const USAGE = 'usage: node dist/bench/run.js [--quick] [--only maps|progcost] [--out DIR] [--rounds N] [--repeat N]';
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { quick: false, only: undefined, out: undefined, rounds: undefined, repeat: undefined };
   const int = (flag: string, v: string | undefined): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer\n${USAGE}`);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} needs a positive integer\n${USAGE}`);
     return n;
   };
   for (let i = 0; i < argv.length; i++) {
@@ -47,15 +50,15 @@ function parseArgs(argv: string[]): Args {
       case '--quick': a.quick = true; break;
       case '--only': {
         const v = value();
-        if (v !== 'maps' && v !== 'progcost') throw new Error(`--only takes maps or progcost, got ${String(v)}\n${USAGE}`);
+        if (v !== 'maps' && v !== 'progcost') throw new UsageError(`--only takes maps or progcost, got ${String(v)}\n${USAGE}`);
         a.only = v;
         break;
       }
-      case '--out': a.out = value(); if (!a.out) throw new Error(`--out needs a directory\n${USAGE}`); break;
+      case '--out': a.out = value(); if (!a.out) throw new UsageError(`--out needs a directory\n${USAGE}`); break;
       case '--rounds': a.rounds = int('--rounds', value()); break;
       case '--repeat': a.repeat = int('--repeat', value()); break;
       case '-h': case '--help': process.stdout.write(`${USAGE}\n`); process.exit(0); break;
-      default: throw new Error(`unknown argument ${f}\n${USAGE}`);
+      default: throw new UsageError(`unknown argument ${f}\n${USAGE}`);
     }
   }
   return a;
@@ -131,9 +134,15 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    process.stderr.write(`bench: ${(e as Error).stack ?? String(e)}\n`);
-    process.exit(1);
+  async (code) => {
+    await interruption();
+    process.exit(code);
+  },
+  async (e: unknown) => {
+    const sig = interruption();
+    // Interrupted: the namespaces went away under a running test; the signal handler exits.
+    if (sig) return sig;
+    process.stderr.write(`bench: ${e instanceof UsageError ? e.message : (e as Error).stack ?? String(e)}\n`);
+    process.exit(e instanceof UsageError ? 2 : 1);
   },
 );

@@ -19,7 +19,7 @@ int from_container(struct __sk_buff *skb)
 	switch (nat_rnat(skb, &p)) {
 	case NAT_DONE:
 		metric_inc(METRIC_RNAT, skb->len);
-		return fib_redirect(skb, &p, p.saddr, p.daddr);
+		return fib_redirect(skb, &p);
 	case NAT_FAILED:
 		metric_inc(METRIC_REWRITE_FAIL, skb->len);
 		return TC_ACT_SHOT;

@@ -24,6 +24,7 @@ export function progress(msg: string): void {
 
 const pending = new Set<() => Promise<void>>();
 let signalsHooked = false;
+let interrupted: Promise<void> | undefined;
 
 async function runPending(): Promise<void> {
   for (const c of [...pending]) {
@@ -32,15 +33,27 @@ async function runPending(): Promise<void> {
   }
 }
 
+/**
+ * A persistent listener (not `once`): execa's signal-exit re-sends the signal
+ * to the process when it thinks it is the last listener, which would kill us
+ * half-way through the cleanup; with this listener still registered the
+ * re-sent signal lands here and is ignored.
+ */
 function hookSignals(): void {
   if (signalsHooked) return;
   signalsHooked = true;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
+    process.on(sig, () => {
+      if (interrupted) return;
       process.stderr.write(`[bench] ${sig}: removing bpffs roots and namespaces\n`);
-      void runPending().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+      interrupted = runPending().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
     });
   }
+}
+
+/** When a signal started the cleanup: resolves once it is done (the process then exits). */
+export function interruption(): Promise<void> | undefined {
+  return interrupted;
 }
 
 /**
@@ -50,13 +63,14 @@ function hookSignals(): void {
 export async function benchRoot(): Promise<BpfRoot & { release(): Promise<void> }> {
   hookSignals();
   const r = await withBpfRoot();
-  const cleanup = () => r.cleanup();
+  let done: Promise<void> | undefined;
+  const cleanup = () => (done ??= r.cleanup()); // idempotent: signal and finally may both call it
   pending.add(cleanup);
   return {
     ...r,
     release: async () => {
       pending.delete(cleanup);
-      await r.cleanup();
+      await cleanup();
     },
   };
 }

@@ -31,17 +31,17 @@ static __always_inline int dec_ttl(struct __sk_buff *skb, const struct pkt *p)
 }
 
 /*
- * Route the (already translated) packet; TC_ACT_REDIRECT on success. When the
+ * Route the (already translated) packet, whose tuple p reflects; TC_ACT_REDIRECT on success. When the
  * FIB cannot decide (forwarding disabled, no route, needs fragmentation, TTL
  * expiring) the packet goes to the stack with TC_ACT_OK, which reports the
  * error the usual way.
  */
-static __always_inline int fib_redirect(struct __sk_buff *skb, const struct pkt *p, ip4_be saddr, ip4_be daddr)
+static __always_inline int fib_redirect(struct __sk_buff *skb, const struct pkt *p)
 {
 	struct bpf_fib_lookup fib = {
 		.family = AF_INET,
-		.ipv4_src = saddr,
-		.ipv4_dst = daddr,
+		.ipv4_src = p->saddr,
+		.ipv4_dst = p->daddr,
 		.l4_protocol = p->proto,
 		.tot_len = skb->len - p->l3_off,
 		.ifindex = skb->ifindex,

@@ -99,6 +99,9 @@ static __always_inline int nat_dnat(struct __sk_buff *skb, struct pkt *p)
 	if (rewrite_addr(skb, p, offsetof(struct iphdr, daddr), p->daddr, be->backend_addr) < 0 ||
 	    rewrite_port(skb, p, offsetof(struct tcphdr, dest), p->dport, be->backend_port) < 0)
 		return NAT_FAILED;
+	/* Keep the parsed tuple in step with the packet for later stages. */
+	p->daddr = be->backend_addr;
+	p->dport = be->backend_port;
 	return NAT_DONE;
 }
 
@@ -120,6 +123,8 @@ static __always_inline int nat_rnat(struct __sk_buff *skb, struct pkt *p)
 	if (rewrite_addr(skb, p, offsetof(struct iphdr, saddr), p->saddr, ct->orig_addr) < 0 ||
 	    rewrite_port(skb, p, offsetof(struct tcphdr, source), p->sport, ct->orig_port) < 0)
 		return NAT_FAILED;
+	p->saddr = ct->orig_addr;
+	p->sport = ct->orig_port;
 	return NAT_DONE;
 }
 

@@ -1,6 +1,8 @@
 /**
  * BPF_PROG_TEST_RUN through bpftool: run a pinned program on one packet
- * (unit tests) or on the same packet `repeat` times (per-packet cost).
+ * (unit tests) or `repeat` times (per-packet cost). The input is copied in
+ * once: a program that rewrites the packet sees its own output from the
+ * second repeat on (bench/progcost.ts adds mirror entries for that).
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

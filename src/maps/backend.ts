@@ -1,7 +1,7 @@
 /**
  * Raw (Buffer) access to one pinned map. Two implementations, measured by
  * bench/maps.ts: libbpf syscalls in-process through the `bpf` package (the
- * default: ~0.6 M updates/s with batch ops) and `bpftool` (batch files for
+ * default: ~0.35 M updates/s with batch ops, encoding included) and `bpftool` (batch files for
  * bulk, JSON dumps; the only safe path for per-CPU maps, see below).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -111,9 +111,14 @@ export class LibbpfBackend implements RawBackend {
   }
 
   async deleteBatch(keys: Buffer[]): Promise<void> {
-    // Batch delete fails whole on the first missing key; per-key delete
-    // makes "delete what is there" idempotent.
-    for (const k of keys) this.map.delete(k);
+    if (keys.length === 0) return;
+    try {
+      this.map.deleteBatch(keys); // ~2x faster than one syscall per key
+    } catch {
+      // The kernel stops at the first missing key: finish key by key, so
+      // "delete what is there" stays idempotent.
+      for (const k of keys) this.map.delete(k);
+    }
   }
 
   close(): void {

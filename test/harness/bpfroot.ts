@@ -33,7 +33,10 @@ export async function withBpfRoot(base = '/sys/fs/bpf'): Promise<BpfRoot> {
   const id = randomBytes(4).toString('hex');
   const root = join(base, `${TEST_ROOT_PREFIX}${id}`);
   await ensureBpffs(root);
-  const ns = await Netns.create(`${TEST_ROOT_PREFIX}${id}`);
+  const ns = await Netns.create(`${TEST_ROOT_PREFIX}${id}`).catch(async (e: unknown) => {
+    await removeRoot(root);
+    throw e;
+  });
   return {
     root,
     mapDir: mapsDir(root),
