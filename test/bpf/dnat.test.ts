@@ -3,21 +3,15 @@
  * Every expected packet is built independently with buildPacket, so a byte
  * for byte match also proves the incremental checksum updates.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { loadObject } from '../../src/loader/load.js';
+import { describe, expect, it, type TestContext } from 'vitest';
 import { testRun } from '../../src/loader/testrun.js';
 import type { NatCtKey, PortKey, PortValue } from '../../src/maps/generated/abi.js';
 import {
-  clearMaps,
-  openCaseMaps,
   readMetrics,
-  runBpfCase,
   TC_ACT_OK,
-  TC_ACT_SHOT,
-  withBpfRoot,
+  bpfSuite,
+  runChecked,
   type BpfCase,
-  type BpfRoot,
-  type CaseEnv,
   type CaseSetup,
 } from '../harness/bpfroot.js';
 import {
@@ -30,7 +24,6 @@ import {
   IPPROTO_UDP,
   TCP_ACK,
   TCP_PSH,
-  verifyChecksums,
   type PacketSpec,
 } from '../harness/packet.js';
 
@@ -458,33 +451,11 @@ const passCases: BpfCase[] = [
 ];
 
 describe('from_uplink (published-port DNAT)', () => {
-  let bpf: BpfRoot | undefined;
-  let maps: ReturnType<typeof openCaseMaps> | undefined;
-  let env: CaseEnv;
+  const suite = bpfSuite(['uplink'], 'from_uplink');
   let dnatCount = 0;
 
-  beforeAll(async () => {
-    bpf = await withBpfRoot();
-    const obj = await loadObject('uplink', { root: bpf.root });
-    const prog = obj.progs.from_uplink;
-    if (!prog) throw new Error(`from_uplink not pinned; got ${Object.keys(obj.progs).join(', ')}`);
-    maps = openCaseMaps(bpf.mapDir);
-    env = { prog, netns: bpf.netns, ...maps };
-  });
-
-  afterEach(async () => {
-    if (bpf) await clearMaps(bpf.mapDir);
-  });
-
-  afterAll(async () => {
-    maps?.close();
-    await bpf?.cleanup();
-  });
-
   async function run(c: BpfCase, ctx: TestContext): Promise<void> {
-    const r = await runBpfCase(env, c, ctx);
-    expect(r?.retval, 'never dropped').not.toBe(TC_ACT_SHOT);
-    if (r && c.expectOutput !== 'unchanged') expect(verifyChecksums(r.output), 'checksums').toBe(true);
+    const r = await runChecked(suite.env, c, ctx);
     if (r && c.expectMetric === 'METRIC_DNAT') dnatCount++;
   }
 
@@ -497,13 +468,13 @@ describe('from_uplink (published-port DNAT)', () => {
   });
 
   it('refreshes the ct entry of an ongoing flow in place', async () => {
-    const { ports, ct } = env;
+    const { ports, ct } = suite.env;
     await ports.setMany([WEB_TCP]);
     const k = ctKey(BACKEND, 80, CLIENT, 40001, tcp);
-    const r1 = await testRun(env.prog, pkt(), { netns: bpf!.netns });
+    const r1 = await testRun(suite.env.prog, pkt(), { netns: suite.bpf.netns });
     expect(r1.output.equals(pkt({ dst: BACKEND, dport: 80 }))).toBe(true);
     const first = await ct.get(k);
-    const r2 = await testRun(env.prog, pkt({ id: 0x4243 }), { netns: bpf!.netns });
+    const r2 = await testRun(suite.env.prog, pkt({ id: 0x4243 }), { netns: suite.bpf.netns });
     expect(r2.output.equals(pkt({ id: 0x4243, dst: BACKEND, dport: 80 }))).toBe(true);
     const second = await ct.get(k);
     expect(first?.orig_addr).toBe(NODE_IP);
@@ -516,7 +487,7 @@ describe('from_uplink (published-port DNAT)', () => {
   // A packet addressed to 0.0.0.0 itself used to match the wildcard entry in
   // the exact lookup and skip the bpfnet_addrs check (fixed in frontend_lookup).
   it('regression: a packet addressed to 0.0.0.0 does not match a wildcard frontend', async (ctx) => {
-    const before = (await readMetrics(bpf!.mapDir)).METRIC_DNAT.packets;
+    const before = (await readMetrics(suite.bpf.mapDir)).METRIC_DNAT.packets;
     try {
       await run({
         description: 'destination 0.0.0.0',
@@ -528,12 +499,12 @@ describe('from_uplink (published-port DNAT)', () => {
       }, ctx);
     } finally {
       // keep the DNAT count exact whichever way this goes
-      dnatCount += Number((await readMetrics(bpf!.mapDir)).METRIC_DNAT.packets - before);
+      dnatCount += Number((await readMetrics(suite.bpf.mapDir)).METRIC_DNAT.packets - before);
     }
   });
 
   it('counts every DNATed packet in bpfnet_metrics[METRIC_DNAT]', async () => {
-    const m = await readMetrics(bpf!.mapDir);
+    const m = await readMetrics(suite.bpf.mapDir);
     expect(dnatCount).toBeGreaterThan(10);
     expect(m.METRIC_DNAT.packets).toBe(BigInt(dnatCount));
     expect(m.METRIC_REWRITE_FAIL.packets).toBe(0n);

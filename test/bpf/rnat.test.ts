@@ -4,22 +4,16 @@
  * from_container loaded into the same root (shared maps). Expected packets
  * are built independently with buildPacket and compared byte for byte.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { loadObject } from '../../src/loader/load.js';
+import { describe, expect, it, type TestContext } from 'vitest';
 import { testRun } from '../../src/loader/testrun.js';
 import type { NatCtKey, NatCtValue, PortKey, PortValue } from '../../src/maps/generated/abi.js';
 import {
-  clearMaps,
   metricsDelta,
-  openCaseMaps,
   readMetrics,
-  runBpfCase,
   TC_ACT_OK,
-  TC_ACT_SHOT,
-  withBpfRoot,
+  bpfSuite,
+  runChecked,
   type BpfCase,
-  type BpfRoot,
-  type CaseEnv,
 } from '../harness/bpfroot.js';
 import {
   buildFrame,
@@ -32,8 +26,8 @@ import {
   TCP_ACK,
   TCP_PSH,
   TCP_SYN,
-  verifyChecksums,
   type PacketSpec,
+  verifyChecksums,
 } from '../harness/packet.js';
 
 // 192.0.2.0/24: clients. 198.18.0.0/24: node addresses. 198.19.0.0/24: containers.
@@ -329,39 +323,12 @@ const passCases: BpfCase[] = [
 ];
 
 describe('from_container (reverse NAT)', () => {
-  let bpf: BpfRoot | undefined;
-  let maps: ReturnType<typeof openCaseMaps> | undefined;
-  let env: CaseEnv;
-  let uplink = '';
+  const suite = bpfSuite(['endpoint', 'uplink'], 'from_container');
   let rnatCount = 0;
   let dnatCount = 0;
 
-  beforeAll(async () => {
-    bpf = await withBpfRoot();
-    const ep = await loadObject('endpoint', { root: bpf.root });
-    const up = await loadObject('uplink', { root: bpf.root });
-    const prog = ep.progs.from_container;
-    if (!prog) throw new Error(`from_container not pinned; got ${Object.keys(ep.progs).join(', ')}`);
-    if (!up.progs.from_uplink) throw new Error(`from_uplink not pinned; got ${Object.keys(up.progs).join(', ')}`);
-    uplink = up.progs.from_uplink;
-    expect(up.maps).toEqual(ep.maps); // same pins: the two programs share state
-    maps = openCaseMaps(bpf.mapDir);
-    env = { prog, netns: bpf.netns, ...maps };
-  });
-
-  afterEach(async () => {
-    if (bpf) await clearMaps(bpf.mapDir);
-  });
-
-  afterAll(async () => {
-    maps?.close();
-    await bpf?.cleanup();
-  });
-
   async function run(c: BpfCase, ctx: TestContext): Promise<void> {
-    const r = await runBpfCase(env, c, ctx);
-    expect(r?.retval, 'never dropped').not.toBe(TC_ACT_SHOT);
-    if (r && c.expectOutput !== 'unchanged') expect(verifyChecksums(r.output), 'checksums').toBe(true);
+    const r = await runChecked(suite.env, c, ctx);
     if (r && c.expectMetric === 'METRIC_RNAT') rnatCount++;
   }
 
@@ -402,20 +369,20 @@ describe('from_container (reverse NAT)', () => {
     ];
     for (const f of flows) {
       it(f.description, async () => {
-        const { ports, addrs } = env;
+        const { ports, addrs } = suite.env;
         await ports.setMany(f.ports);
         await addrs.setMany(f.addrs.map((a) => [{ addr: a }, { flags: 0 }]));
         const frontend = f.req.dst ?? NODE_IP;
         const frontendPort = f.req.dport ?? 8080;
 
         const req = request(f.req);
-        const r1 = await testRun(uplink, req, { netns: bpf!.netns });
+        const r1 = await testRun(suite.progs.from_uplink!, req, { netns: suite.bpf.netns });
         expect(r1.retval).toBe(TC_ACT_OK);
         expect(r1.output.toString('hex')).toBe(request({ ...f.req, dst: BACKEND, dport: f.backendPort }).toString('hex'));
         dnatCount++;
 
         const rep = reply({ sport: f.backendPort, ...f.rep });
-        const r2 = await testRun(env.prog, rep, { netns: bpf!.netns });
+        const r2 = await testRun(suite.env.prog, rep, { netns: suite.bpf.netns });
         expect(r2.retval).toBe(TC_ACT_OK);
         expect(r2.output.toString('hex')).toBe(reply({ ...f.rep, src: frontend, sport: frontendPort }).toString('hex'));
         expect(verifyChecksums(r2.output)).toBe(true);
@@ -429,26 +396,26 @@ describe('from_container (reverse NAT)', () => {
   // 5353:53/udp) reached from one client socket share a key: like conntrack,
   // the second (clashing) flow is refused while the first is live.
   it('regression: two frontends of one backend port, same client socket: the clashing flow is refused, the first keeps its frontend', async () => {
-    const before = await readMetrics(bpf!.mapDir);
+    const before = await readMetrics(suite.bpf.mapDir);
     try {
-      await env.ports.setMany([port(NODE_IP, 53, udp, BACKEND, 53), port(NODE_IP, 5353, udp, BACKEND, 53)]);
+      await suite.env.ports.setMany([port(NODE_IP, 53, udp, BACKEND, 53), port(NODE_IP, 5353, udp, BACKEND, 53)]);
       const q = { proto: 'udp' as const, sport: 33333 };
-      expect((await testRun(uplink, request({ ...q, dport: 53 }), { netns: bpf!.netns })).retval).toBe(TC_ACT_OK);
-      expect((await testRun(uplink, request({ ...q, dport: 5353 }), { netns: bpf!.netns })).retval).toBe(TC_ACT_OK);
-      const r = await testRun(env.prog, reply({ proto: 'udp', sport: 53, dport: 33333 }), { netns: bpf!.netns });
+      expect((await testRun(suite.progs.from_uplink!, request({ ...q, dport: 53 }), { netns: suite.bpf.netns })).retval).toBe(TC_ACT_OK);
+      expect((await testRun(suite.progs.from_uplink!, request({ ...q, dport: 5353 }), { netns: suite.bpf.netns })).retval).toBe(TC_ACT_OK);
+      const r = await testRun(suite.env.prog, reply({ proto: 'udp', sport: 53, dport: 33333 }), { netns: suite.bpf.netns });
       // This reply could answer either query; what must not happen is that the
       // first flow silently loses its translation. Conntrack refuses the clashing
       // second flow instead, so the first flow's replies keep source port 53.
       expect(r.output.toString('hex')).toBe(reply({ proto: 'udp', src: NODE_IP, sport: 53, dport: 33333 }).toString('hex'));
     } finally {
-      const d = metricsDelta(before, await readMetrics(bpf!.mapDir));
+      const d = metricsDelta(before, await readMetrics(suite.bpf.mapDir));
       dnatCount += d.METRIC_DNAT?.packets ?? 0;
       rnatCount += d.METRIC_RNAT?.packets ?? 0;
     }
   });
 
   it('counts reverse-translated replies in bpfnet_metrics[METRIC_RNAT]', async () => {
-    const m = await readMetrics(bpf!.mapDir);
+    const m = await readMetrics(suite.bpf.mapDir);
     expect(rnatCount).toBeGreaterThanOrEqual(rnatCases.length + 3);
     expect(m.METRIC_RNAT.packets).toBe(BigInt(rnatCount));
     expect(m.METRIC_DNAT.packets).toBe(BigInt(dnatCount));

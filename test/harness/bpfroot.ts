@@ -6,9 +6,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { expect, type TestContext } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, type TestContext } from 'vitest';
 import { ensureBpffs } from '../../src/loader/bpffs.js';
-import { mapsDir, removeRoot } from '../../src/loader/load.js';
+import { loadObject, mapsDir, removeRoot } from '../../src/loader/load.js';
+import { verifyChecksums } from './packet.js';
+
+const TC_ACT_SHOT_VERDICT = 2;
 import { testRun, type TestRunResult } from '../../src/loader/testrun.js';
 import { readPerCpu, TypedMap } from '../../src/maps/map.js';
 import { MetricId, type NatCtKey, type NatCtValue, type PortKey, type PortValue } from '../../src/maps/generated/abi.js';
@@ -202,5 +205,49 @@ export async function runBpfCase(env: CaseEnv, c: BpfCase, ctx: TestContext): Pr
 
   const delta = metricsDelta(before, await readMetrics(env.mapDir));
   expect(delta, 'metrics').toEqual(c.expectMetric ? { [c.expectMetric]: { packets: 1, bytes: c.input.length } } : {});
+  return r;
+}
+
+export interface BpfSuite {
+  bpf: BpfRoot;
+  env: CaseEnv;
+  /** Every loaded program's pin, by program name. */
+  progs: Record<string, string>;
+}
+
+/**
+ * Registers the hooks of a BPF test file: a private root, `objects` loaded
+ * into it (sharing its maps), `prog` as the program under test, maps emptied
+ * after each test, everything removed afterwards. Fields are set in beforeAll.
+ */
+export function bpfSuite(objects: string[], prog: string): BpfSuite {
+  const suite = {} as BpfSuite;
+  let maps: ReturnType<typeof openCaseMaps> | undefined;
+  beforeAll(async () => {
+    suite.bpf = await withBpfRoot();
+    const loaded = [];
+    for (const o of objects) loaded.push(await loadObject(o, { root: suite.bpf.root }));
+    for (const l of loaded) expect(l.maps, 'objects share the pinned maps').toEqual(loaded[0]!.maps);
+    suite.progs = Object.assign({}, ...loaded.map((l) => l.progs)) as Record<string, string>;
+    const pin = suite.progs[prog];
+    if (!pin) throw new Error(`${prog} not pinned; got ${Object.keys(suite.progs).join(', ')}`);
+    maps = openCaseMaps(suite.bpf.mapDir);
+    suite.env = { prog: pin, netns: suite.bpf.netns, ...maps };
+  });
+  afterEach(async () => {
+    if (suite.bpf) await clearMaps(suite.bpf.mapDir);
+  });
+  afterAll(async () => {
+    maps?.close();
+    await suite.bpf?.cleanup();
+  });
+  return suite;
+}
+
+/** runBpfCase plus what holds for every case: never dropped, valid checksums when rewritten. */
+export async function runChecked(env: CaseEnv, c: BpfCase, ctx: TestContext): Promise<TestRunResult | undefined> {
+  const r = await runBpfCase(env, c, ctx);
+  expect(r?.retval, 'never dropped').not.toBe(TC_ACT_SHOT_VERDICT);
+  if (r && c.expectOutput !== 'unchanged') expect(verifyChecksums(r.output), 'checksums').toBe(true);
   return r;
 }
