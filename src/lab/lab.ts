@@ -4,6 +4,7 @@
  * protocol through them, and an account of what happened. Everything lives in
  * namespaces and a bpffs root of its own, and is removed afterwards.
  */
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../util/paths.js';
 import { randomBytes } from 'node:crypto';
@@ -152,7 +153,6 @@ export async function cleanLab(): Promise<string[]> {
   const { stdout } = await run('ip', ['netns', 'list']);
   const names = stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => /^bnlab-[0-9a-f]{6}-/.test(n));
   for (const n of names) await run('ip', ['netns', 'del', n]).catch(() => undefined);
-  const { readdir, rm } = await import('node:fs/promises');
   const pins = (await readdir('/sys/fs/bpf').catch(() => [] as string[])).filter((n) => n.startsWith('bpfnet-lab-'));
   for (const p of pins) await rm(join('/sys/fs/bpf', p), { recursive: true, force: true });
   return [...names, ...pins.map((p) => `/sys/fs/bpf/${p}`)];

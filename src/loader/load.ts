@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../util/exec.js';
 import { BpfnetError, CommandError } from '../util/errors.js';
-import { abiFromBtf, readBtf, type MapLayout } from '../maps/btf.js';
+import { abiFromBtf, readBtf, type Abi, type MapLayout } from '../maps/btf.js';
+import { pinnedMapInfo } from '../maps/backend.js';
 import { mapTypeName } from '../maps/types.js';
 import { ensureBpffs } from './bpffs.js';
 import { compile, type CompileOptions } from './compile.js';
@@ -38,24 +39,16 @@ export interface LoadedObject {
 export const mapsDir = (root: string) => join(root, 'maps');
 export const progsDir = (root: string) => join(root, 'progs');
 
-interface PinnedMapInfo {
-  type: string;
-  bytes_key: number;
-  bytes_value: number;
-  max_entries: number;
-}
-
 /** Create a map from its BTF layout, or check that the pinned one matches it. */
 export async function ensureMap(root: string, m: MapLayout, maxEntries?: number): Promise<string> {
   const path = join(mapsDir(root), m.name);
   const entries = maxEntries ?? m.maxEntries;
   if (existsSync(path)) {
-    const { stdout } = await run('bpftool', ['-j', 'map', 'show', 'pinned', path]);
-    const info = JSON.parse(stdout) as PinnedMapInfo;
-    if (info.type !== mapTypeName(m.type) || info.bytes_key !== m.keySize || info.bytes_value !== m.valueSize) {
+    const info = pinnedMapInfo(path);
+    if (info.type !== m.type || info.keySize !== m.keySize || info.valueSize !== m.valueSize) {
       throw new BpfnetError(
         'E_MAP_SCHEMA',
-        `map ${m.name} pinned at ${path} is ${info.type} key ${info.bytes_key} value ${info.bytes_value} bytes, ` +
+        `map ${m.name} pinned at ${path} is ${mapTypeName(info.type)} key ${info.keySize} value ${info.valueSize} bytes, ` +
           `but the program expects ${mapTypeName(m.type)} key ${m.keySize} value ${m.valueSize}: migrate it or remove the pin`,
         { path, pinned: info, expected: m },
       );
@@ -88,10 +81,23 @@ export function verifierMessage(stderr: string): { prog?: string; line: string }
   return prog === undefined ? { line } : { prog, line };
 }
 
+// Objects are content-addressed, so an object path always has the same BTF:
+// read it once per process instead of spawning bpftool on every apply.
+const abiCache = new Map<string, Promise<Abi>>();
+function objectAbi(path: string): Promise<Abi> {
+  let abi = abiCache.get(path);
+  if (!abi) {
+    abi = readBtf(path).then(abiFromBtf);
+    abi.catch(() => abiCache.delete(path));
+    abiCache.set(path, abi);
+  }
+  return abi;
+}
+
 export async function loadObject(name: string, opts: LoadOptions): Promise<LoadedObject> {
   await ensureBpffs(opts.root);
   const obj = await compile(name, opts);
-  const abi = abiFromBtf(await readBtf(obj.path));
+  const abi = await objectAbi(obj.path);
   const maps: Record<string, string> = {};
   for (const m of abi.maps) maps[m.name] = await ensureMap(opts.root, m, opts.mapSizes?.[m.name]);
 

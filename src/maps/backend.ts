@@ -44,6 +44,16 @@ function bpf(): BpfModule {
   return bpfModule;
 }
 
+function openPinned(path: string): import('bpf').MapRef {
+  let fd: number;
+  try {
+    fd = bpf().objGet(path);
+  } catch (e) {
+    throw new BpfnetError('E_NOT_FOUND', `no pinned map at ${path}: is the dataplane loaded?`, { path }, { cause: e });
+  }
+  return bpf().createMapRef(fd, { transfer: true });
+}
+
 const E2BIG = 7;
 const ENOSPC = 28;
 function mapError(path: string, op: string, e: unknown): BpfnetError {
@@ -60,13 +70,7 @@ export class LibbpfBackend implements RawBackend {
   private readonly map: import('bpf').RawMap;
 
   constructor(private readonly path: string) {
-    let fd: number;
-    try {
-      fd = bpf().objGet(path);
-    } catch (e) {
-      throw new BpfnetError('E_NOT_FOUND', `no pinned map at ${path}: is the dataplane loaded?`, { path }, { cause: e });
-    }
-    this.ref = bpf().createMapRef(fd, { transfer: true });
+    this.ref = openPinned(path);
     // The `bpf` package sizes per-CPU values as one CPU's: the kernel would
     // write past the buffer. Refuse instead of corrupting the heap.
     if (PER_CPU_TYPES.has(this.ref.type)) {
@@ -144,6 +148,17 @@ const isNoKey = (e: unknown) =>
   e instanceof CommandError && e.code === 'E_COMMAND_FAILED' &&
   (e.stderr.trim() === 'null' || /No such file or directory|not found/i.test(`${e.message} ${e.stderr}`)) &&
   !/bpf obj get|get fd/i.test(`${e.message} ${e.stderr}`);
+
+/** Type and sizes of a pinned map, read in-process (no bpftool spawn). */
+export function pinnedMapInfo(path: string): MapInfo {
+  // Reading info is safe for per-CPU maps too; only RawMap value I/O is not.
+  const ref = openPinned(path);
+  try {
+    return { type: ref.type, keySize: ref.keySize, valueSize: ref.valueSize, maxEntries: ref.maxEntries, flags: ref.flags };
+  } finally {
+    ref.close();
+  }
+}
 
 const hex = (b: Buffer): string[] => [...b].map((x) => x.toString(16).padStart(2, '0'));
 const fromHex = (a: string[]): Buffer => Buffer.from(a.map((x) => parseInt(x, 16)));

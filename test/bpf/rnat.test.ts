@@ -21,29 +21,20 @@ import {
   ETH_P_ARP,
   ETH_P_IPV6,
   fixIpChecksum,
-  IPPROTO_TCP,
-  IPPROTO_UDP,
   TCP_ACK,
   TCP_PSH,
   TCP_SYN,
   type PacketSpec,
   verifyChecksums,
 } from '../harness/packet.js';
+import { ANY, BACKEND, NODE_IP, NODE_IP2, NODE_MAC, tcp, udp } from '../harness/addresses.js';
 
-// 192.0.2.0/24: clients. 198.18.0.0/24: node addresses. 198.19.0.0/24: containers.
 const CLIENT = '192.0.2.20';
 const CLIENT2 = '192.0.2.21';
 const CLIENT_MAC = '02:00:00:00:c1:20';
-const NODE_IP = '198.18.0.1';
-const NODE_IP2 = '198.18.0.2';
-const NODE_MAC = '02:00:00:00:0e:01';
-const BACKEND = '198.19.0.2';
 const BACKEND_MAC = '02:00:00:00:b0:02';
 const VETH_MAC = '02:00:00:00:b0:01';
-const ANY = '0.0.0.0';
 
-const tcp = IPPROTO_TCP;
-const udp = IPPROTO_UDP;
 
 /** A container -> client reply as it leaves the container; override anything. */
 function reply(o: Partial<PacketSpec> = {}): Buffer {
