@@ -5,10 +5,14 @@ BPF_SRC    := $(wildcard bpf/*.c)
 BPF_OBJ    := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
 BPF_HDR    := $(wildcard bpf/lib/*.h)
 MAP_OBJ    := build/bpf/uplink.o build/bpf/endpoint.o
+# The rtnetlink/netns addon (native/), built with node-gyp against the local
+# Node headers when the install has them (so nothing is downloaded).
+NATIVE     := native/build/Release/bpfnet_netlink.node
+NODE_DIR   ?= $(shell d=$$(dirname "$$(dirname "$$(readlink -f "$$(command -v node)")")"); [ -f "$$d/include/node/common.gypi" ] && [ -f "$$d/include/node/node_api.h" ] && echo "$$d")
 
-.PHONY: all deps bpf ts gen check-gen test lab bench clean
+.PHONY: all deps bpf native ts gen check-gen test lab bench clean
 
-all: bpf ts
+all: bpf native ts
 
 # Installs missing system packages and npm dependencies (idempotent).
 deps:
@@ -19,6 +23,12 @@ bpf: $(BPF_OBJ)
 build/bpf/%.o: bpf/%.c $(BPF_HDR)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+native: $(NATIVE)
+
+$(NATIVE): native/netlink.c native/binding.gyp node_modules/.package-lock.json
+	@echo "  NODE-GYP $@"
+	@cd native && ../node_modules/.bin/node-gyp rebuild --loglevel=warn $(if $(NODE_DIR),--nodedir=$(NODE_DIR)) >/dev/null
 
 node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund
@@ -49,4 +59,4 @@ bench: deps all
 	node dist/bench/run.js
 
 clean:
-	rm -rf build dist
+	rm -rf build dist native/build

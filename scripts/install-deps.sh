@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what bpfnet needs on a Debian machine, only when it is missing:
 # clang/llvm (BPF compiler), libbpf headers, bpftool, iproute2 (ip, tc),
-# iptables, nftables, ping, and the npm dependencies. Mounts bpffs if absent.
+# iptables, nftables, ping, a C toolchain for the native addon, and the npm
+# dependencies. Mounts bpffs if absent.
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,10 @@ have nft || need+=(nftables)
 have ping || need+=(iputils-ping)
 have nsenter || need+=(util-linux)
 have gcc || need+=(gcc)
+# The native rtnetlink addon (native/) is built with node-gyp: make, g++, python3.
+have g++ || need+=(g++)
+have make || need+=(make)
+have python3 || need+=(python3)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -90,6 +90,33 @@ struct {
 	__uint(max_entries, 262144);
 } bpfnet_nat_ct SEC(".maps");
 
+/* ---- networks (isolation) ------------------------------------------------ */
+
+/* Longest-prefix match of an address to the bpfnet network whose subnet holds
+ * it. Containers on different networks must not reach each other directly
+ * (Docker 29 drops inter-network forwarding); the endpoint program compares
+ * the networks of source and destination. */
+struct net_key {
+	__u32  prefixlen;	/* LPM trie: significant bits of addr */
+	ip4_be addr;
+};
+
+struct net_value {
+	__u32 net_id;		/* agent-assigned, non-zero */
+	__u32 flags;		/* NET_F_* */
+};
+
+#define NET_F_INTERNAL	0x1	/* --internal: nothing in or out of the subnet */
+#define NET_F_NO_ICC	0x2	/* enable_icc=false */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct net_key);
+	__type(value, struct net_value);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} bpfnet_nets SEC(".maps");
+
 /* ---- metrics ------------------------------------------------------------- */
 
 /* Index into bpfnet_metrics. Append only: values are ABI. */
@@ -102,7 +129,8 @@ enum metric_id {
 	METRIC_CT_INSERT_FAIL = 5, /* reverse NAT state not stored (flow still DNATed) */
 	METRIC_REWRITE_FAIL = 6,   /* helper failed mid-rewrite: dropped */
 	METRIC_CT_CLASH = 7,	/* reply tuple busy for another frontend: not DNATed */
-	METRIC_MAX = 8,
+	METRIC_DROP_ISOLATION = 8, /* container -> another network's address: dropped */
+	METRIC_MAX = 9,
 };
 
 struct metric_value {

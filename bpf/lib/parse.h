@@ -53,12 +53,13 @@ static __always_inline int parse_ipv4_l4(struct __sk_buff *skb, struct pkt *p)
 	tot_len = bpf_ntohs(ip.tot_len);
 	if (tot_len < ihl_len || p->l3_off + tot_len > skb->len)
 		return PARSE_MALFORMED;
-	if (ip.frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return PARSE_FRAG;
-
+	/* Addresses first: policy (isolation) applies to fragments too. */
 	p->proto = ip.protocol;
 	p->saddr = ip.saddr;
 	p->daddr = ip.daddr;
+	if (ip.frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return PARSE_FRAG;
+
 	p->l4_off = p->l3_off + ihl_len;
 	p->udp_csum_zero = 0;
 

@@ -10,6 +10,9 @@ import { runDoctor } from '../doctor/doctor.js';
 import { formatDoctor } from '../doctor/format.js';
 import { cleanLab, runLab, type LabAccount } from '../lab/lab.js';
 import { bpfCommand } from './bpf.js';
+import { agentCommand, infoCommand } from './agent.js';
+import { networkCommand } from './network.js';
+import { sandboxCommand, runCommand, execCommand } from './sandbox.js';
 import { BpfnetError } from '../util/errors.js';
 import { DEFAULT_BPFFS_ROOT, PACKAGE_ROOT } from '../util/paths.js';
 
@@ -19,6 +22,8 @@ const program = new Command()
   .name('bpfnet')
   .description("Container networking with Docker's model and an eBPF dataplane")
   .version(version)
+  .option('-H, --host <url>', 'agent socket, unix:///path (default: $BPFNET_HOST or unix:///run/bpfnet/bpfnet.sock)')
+  .enablePositionalOptions()
   .showHelpAfterError();
 
 program
@@ -50,6 +55,12 @@ program
     if (!account.exchanges.every((e) => e.sourcePreserved)) process.exitCode = 1;
   });
 
+program.addCommand(agentCommand());
+program.addCommand(infoCommand());
+program.addCommand(networkCommand());
+program.addCommand(sandboxCommand());
+program.addCommand(runCommand());
+program.addCommand(execCommand());
 program.addCommand(bpfCommand());
 
 function formatLab(a: LabAccount): string {

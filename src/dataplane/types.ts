@@ -22,12 +22,24 @@ export interface DesiredState {
   /** Host-side devices of container endpoints. */
   endpoints: { hostDev: string }[];
   ports: PublishedPort[];
+  /** Container networks: traffic between two different ones is dropped. */
+  networks?: DataplaneNetwork[];
+}
+
+export interface DataplaneNetwork {
+  /** Non-zero id shared by every subnet of one network. */
+  id: number;
+  /** "a.b.c.d/n" */
+  subnet: string;
+  internal: boolean;
+  icc: boolean;
 }
 
 export interface ApplyReport {
   attached: { dev: string; hook: string; prog: string; progId: number }[];
   ports: { added: number; updated: number; removed: number };
   addresses: { added: number; removed: number };
+  networks?: { added: number; removed: number };
 }
 
 export interface Dataplane {

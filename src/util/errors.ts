@@ -12,7 +12,17 @@ export type ErrorCode =
   | 'E_INVALID_ARGUMENT'
   | 'E_NOT_FOUND'
   | 'E_NETNS'
-  | 'E_TIMEOUT';
+  | 'E_TIMEOUT'
+  /** An rtnetlink request failed (errno in details). */
+  | 'E_NETLINK'
+  /** The thing exists already or is in use (name taken, address taken, endpoints attached). */
+  | 'E_CONFLICT'
+  /** No free resource left (address pool, IP, port). */
+  | 'E_EXHAUSTED'
+  /** The state store cannot be opened or written. */
+  | 'E_STATE'
+  /** The agent cannot be reached on its socket. */
+  | 'E_UNAVAILABLE';
 
 export class BpfnetError extends Error {
   readonly code: ErrorCode;

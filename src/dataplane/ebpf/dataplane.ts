@@ -8,8 +8,8 @@ import { loadObject, pruneVersions, removeRoot, mapsDir, type LoadedObject } fro
 import { attachTc, detachTc } from '../../loader/tc.js';
 import { TypedMap } from '../../maps/map.js';
 import { diffEntries, portEntries } from '../../controller/ports.js';
-import type { ApplyReport, Dataplane, DesiredState } from '../types.js';
-import type { AddrKey, AddrValue } from '../../maps/generated/abi.js';
+import type { ApplyReport, Dataplane, DataplaneNetwork, DesiredState } from '../types.js';
+import type { AddrKey, AddrValue, NetKey, NetValue } from '../../maps/generated/abi.js';
 import { invalidArgument } from '../../util/errors.js';
 import { isIPv4 } from 'node:net';
 
@@ -43,6 +43,7 @@ export class EbpfDataplane implements Dataplane {
     const desiredPorts = portEntries(state.ports);
     for (const a of state.nodeAddresses) if (!isIPv4(a)) throw invalidArgument(`node address must be IPv4, got "${a}"`);
     const desiredAddrs: [AddrKey, AddrValue][] = state.nodeAddresses.map((a) => [{ addr: a }, { flags: 0 }]);
+    const desiredNets = netEntries(state.networks ?? []);
 
     const uplink = await this.load(PROGRAMS.uplink.object);
     const endpoint = await this.load(PROGRAMS.endpoint.object);
@@ -51,6 +52,7 @@ export class EbpfDataplane implements Dataplane {
     const report: ApplyReport = { attached: [], ports: { added: 0, updated: 0, removed: 0 }, addresses: { added: 0, removed: 0 } };
     const ports = TypedMap.open(this.mapDir, 'bpfnet_ports');
     const addrs = TypedMap.open(this.mapDir, 'bpfnet_addrs');
+    const nets = TypedMap.open(this.mapDir, 'bpfnet_nets');
     try {
       const pd = diffEntries(await ports.toArray(), desiredPorts);
       await ports.setMany(pd.upsert);
@@ -60,9 +62,14 @@ export class EbpfDataplane implements Dataplane {
       await addrs.setMany(ad.upsert);
       await addrs.deleteMany(ad.remove);
       report.addresses = { added: ad.added, removed: ad.remove.length };
+      const nd = diffEntries(await nets.toArray(), desiredNets);
+      await nets.setMany(nd.upsert);
+      await nets.deleteMany(nd.remove);
+      report.networks = { added: nd.added, removed: nd.remove.length };
     } finally {
       ports.close();
       addrs.close();
+      nets.close();
     }
 
     const targets = [
@@ -88,4 +95,21 @@ export class EbpfDataplane implements Dataplane {
     }
     await removeRoot(this.opts.root);
   }
+}
+
+/** NET_F_* in bpf/lib/maps.h. */
+export const NET_F_INTERNAL = 0x1;
+export const NET_F_NO_ICC = 0x2;
+
+export function netEntries(networks: DataplaneNetwork[]): [NetKey, NetValue][] {
+  return networks.map((n) => {
+    const [addr, len] = n.subnet.split('/');
+    const prefixlen = Number(len);
+    if (!addr || !isIPv4(addr) || !Number.isInteger(prefixlen) || prefixlen < 0 || prefixlen > 32) {
+      throw invalidArgument(`network subnet must be a.b.c.d/n, got "${n.subnet}"`);
+    }
+    if (!Number.isInteger(n.id) || n.id <= 0 || n.id > 0xffffffff) throw invalidArgument(`network id must be a non-zero u32, got ${n.id}`);
+    const flags = (n.internal ? NET_F_INTERNAL : 0) | (n.icc ? 0 : NET_F_NO_ICC);
+    return [{ prefixlen, addr }, { net_id: n.id, flags }];
+  });
 }

@@ -43,6 +43,20 @@ export interface NatCtValue {
   /** u64, offset 8 */
   last_seen_ns: bigint;
 }
+/** struct net_key (8 bytes) */
+export interface NetKey {
+  /** u32, offset 0 */
+  prefixlen: number;
+  /** ip4_be, offset 4 */
+  addr: string;
+}
+/** struct net_value (8 bytes) */
+export interface NetValue {
+  /** u32, offset 0 */
+  net_id: number;
+  /** u32, offset 4 */
+  flags: number;
+}
 /** struct port_key (8 bytes) */
 export interface PortKey {
   /** ip4_be, offset 0 */
@@ -71,7 +85,8 @@ export const MetricId = {
   "METRIC_CT_INSERT_FAIL": 5,
   "METRIC_REWRITE_FAIL": 6,
   "METRIC_CT_CLASH": 7,
-  "METRIC_MAX": 8
+  "METRIC_DROP_ISOLATION": 8,
+  "METRIC_MAX": 9
 } as const;
 
 export const structs = {
@@ -189,6 +204,42 @@ export const structs = {
       }
     ]
   },
+  "net_key": {
+    "name": "net_key",
+    "size": 8,
+    "fields": [
+      {
+        "name": "prefixlen",
+        "offset": 0,
+        "size": 4,
+        "kind": "u32"
+      },
+      {
+        "name": "addr",
+        "offset": 4,
+        "size": 4,
+        "kind": "ip4_be"
+      }
+    ]
+  },
+  "net_value": {
+    "name": "net_value",
+    "size": 8,
+    "fields": [
+      {
+        "name": "net_id",
+        "offset": 0,
+        "size": 4,
+        "kind": "u32"
+      },
+      {
+        "name": "flags",
+        "offset": 4,
+        "size": 4,
+        "kind": "u32"
+      }
+    ]
+  },
   "port_key": {
     "name": "port_key",
     "size": 8,
@@ -264,7 +315,7 @@ export const maps = {
     "keySize": 4,
     "value": "metric_value",
     "valueSize": 16,
-    "maxEntries": 8
+    "maxEntries": 9
   },
   "bpfnet_nat_ct": {
     "name": "bpfnet_nat_ct",
@@ -275,6 +326,16 @@ export const maps = {
     "value": "nat_ct_value",
     "valueSize": 16,
     "maxEntries": 262144
+  },
+  "bpfnet_nets": {
+    "name": "bpfnet_nets",
+    "flags": 1,
+    "type": 11,
+    "key": "net_key",
+    "keySize": 8,
+    "value": "net_value",
+    "valueSize": 8,
+    "maxEntries": 1024
   },
   "bpfnet_ports": {
     "name": "bpfnet_ports",
@@ -295,5 +356,6 @@ export interface MapTypes {
   bpfnet_addrs: { key: AddrKey; value: AddrValue };
   bpfnet_metrics: { key: number; value: MetricValue };
   bpfnet_nat_ct: { key: NatCtKey; value: NatCtValue };
+  bpfnet_nets: { key: NetKey; value: NetValue };
   bpfnet_ports: { key: PortKey; value: PortValue };
 }

@@ -1,0 +1,489 @@
+/*
+ * bpfnet_netlink: the few system calls Node cannot make, as a tiny N-API addon.
+ *
+ *   socketOpen(nsPath?)             NETLINK_ROUTE socket created inside a netns
+ *   request(fd, Buffer) -> Buffer   send one request, read to its ACK/DONE
+ *   socketClose(fd)
+ *   netnsCreate(path)               `ip netns add`, to any path
+ *   netnsDelete(path)               umount (lazy) + unlink; missing is fine
+ *   netnsDirRemove(dir)             undo the shared self-bind of a netns dir
+ *   sysctlWrite(nsPath|null, rel, value) / sysctlRead(nsPath|null, rel)
+ *
+ * Everything is synchronous: a netlink round trip takes microseconds. A netns
+ * is entered with a thread-level setns() on the calling thread and left again
+ * before returning (on every path; failing to return is fatal because the
+ * thread would silently keep running in the wrong namespace). A socket stays
+ * in the netns it was created in. Message encoding and parsing live in
+ * TypeScript (src/netlink/messages.ts); this file only moves bytes.
+ *
+ * Errors are JS Errors with `errno` (positive number), `code` ('EEXIST'),
+ * `syscall` and, where one is involved, `path`.
+ */
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/netlink.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+
+#define SELF_NETNS "/proc/thread-self/ns/net"
+#define RECV_TIMEOUT_S 5
+#define SOCK_BUF (1 << 20)
+/* A dump skb is at most 32 KiB; acks are capped (NETLINK_CAP_ACK). */
+#define RECV_BUF (128 * 1024)
+#define MAX_PATH 4096
+
+/* ---------- errors ---------- */
+
+static const char *errno_name(int err) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  const char *n = strerrorname_np(err);
+  if (n) return n;
+#endif
+  (void)err;
+  return NULL; /* the TypeScript side fills `code` from os.constants.errno */
+}
+
+/* Throws Error("<syscall> <path>: <strerror>") with errno/code/syscall/path. */
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  char msg[MAX_PATH + 256];
+  if (path)
+    snprintf(msg, sizeof msg, "%s %s: %s", syscall, path, strerror(err));
+  else
+    snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
+  napi_value m, e, v;
+  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok) return NULL;
+  if (napi_create_error(env, NULL, m, &e) != napi_ok) return NULL;
+  napi_create_int32(env, err, &v);
+  napi_set_named_property(env, e, "errno", v);
+  const char *name = errno_name(err);
+  if (name) {
+    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, e, "code", v);
+  }
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, e, "syscall", v);
+  if (path) {
+    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, e, "path", v);
+  }
+  napi_throw(env, e);
+  return NULL;
+}
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return NULL;
+}
+
+/* ---------- argument helpers ---------- */
+
+#define GET_ARGS(n)                                                        \
+  size_t argc = (n);                                                       \
+  napi_value argv[(n) > 0 ? (n) : 1];                                      \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+
+/* Copies a string argument into buf; absent/undefined/null gives "" (returns 0). */
+static int get_opt_string(napi_env env, napi_value v, size_t argc, size_t i, char *buf, size_t size, int *present) {
+  *present = 0;
+  buf[0] = 0;
+  if (i >= argc) return 0;
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined || t == napi_null) return 0;
+  if (t != napi_string) return -1;
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, buf, size, &len) != napi_ok) return -1;
+  if (len >= size - 1) return -1; /* truncated */
+  *present = 1;
+  return 0;
+}
+
+static int get_fd(napi_env env, napi_value v, int *fd) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_number) return -1;
+  return napi_get_value_int32(env, v, fd) == napi_ok && *fd >= 0 ? 0 : -1;
+}
+
+/* ---------- entering and leaving a netns (calling thread only) ---------- */
+
+/* Enters the netns at path; *orig receives this thread's netns to return to. Returns 0 or -errno. */
+static int ns_enter(const char *path, int *orig, const char **failed) {
+  *orig = open(SELF_NETNS, O_RDONLY | O_CLOEXEC);
+  if (*orig < 0) { *failed = "open " SELF_NETNS; return -errno; }
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int e = errno;
+    close(*orig);
+    *failed = "open";
+    return -e;
+  }
+  if (setns(target, CLONE_NEWNET) < 0) {
+    int e = errno;
+    close(target);
+    close(*orig);
+    *failed = "setns";
+    return -e;
+  }
+  close(target);
+  return 0;
+}
+
+static void ns_leave(napi_env env, int orig) {
+  (void)env;
+  if (setns(orig, CLONE_NEWNET) < 0) {
+    /* Continuing would run this thread's later work in the wrong netns. */
+    napi_fatal_error("bpfnet_netlink", NAPI_AUTO_LENGTH, "cannot return to the original network namespace", NAPI_AUTO_LENGTH);
+  }
+  close(orig);
+}
+
+/* ---------- sockets ---------- */
+
+static napi_value socket_open(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char path[MAX_PATH];
+  int has_ns;
+  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &has_ns) < 0)
+    return throw_type(env, "socketOpen(nsPath?: string)");
+
+  int orig = -1;
+  if (has_ns) {
+    const char *failed;
+    int r = ns_enter(path, &orig, &failed);
+    if (r < 0) return throw_errno(env, -r, failed, path);
+  }
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  int e = errno;
+  if (has_ns) ns_leave(env, orig);
+  if (fd < 0) return throw_errno(env, e, "socket", NULL);
+
+  struct timeval tv = {.tv_sec = RECV_TIMEOUT_S, .tv_usec = 0};
+  int one = 1, buf = SOCK_BUF;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) < 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  /* Kernel error strings in NLMSG_ERROR, and no echo of our request in it. */
+  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+
+  struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    e = errno;
+    close(fd);
+    return throw_errno(env, e, "bind", NULL);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+static napi_value socket_close(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int fd;
+  if (argc < 1 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "socketClose(fd: number)");
+  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close", NULL);
+  return NULL;
+}
+
+static __thread char *recv_buf;
+
+struct out_buf {
+  char *data;
+  size_t len, cap;
+};
+
+static int out_append(struct out_buf *o, const void *p, size_t n) {
+  if (o->len + n > o->cap) {
+    size_t cap = o->cap ? o->cap : 4096;
+    while (cap < o->len + n) cap *= 2;
+    char *d = realloc(o->data, cap);
+    if (!d) return -1;
+    o->data = d;
+    o->cap = cap;
+  }
+  memcpy(o->data + o->len, p, n);
+  o->len += n;
+  return 0;
+}
+
+/*
+ * Sends one request and collects the messages carrying its sequence number
+ * until NLMSG_ERROR (the ack or an error) or NLMSG_DONE (end of a dump). A
+ * request without NLM_F_ACK that is not a dump ends at its first reply.
+ * Stale replies (other sequence numbers, e.g. after a timeout) are dropped.
+ */
+static napi_value request(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int fd;
+  if (argc < 2 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "request(fd: number, msg: Buffer)");
+  bool is_buf = false;
+  napi_is_buffer(env, argv[1], &is_buf);
+  if (!is_buf) return throw_type(env, "request(fd: number, msg: Buffer)");
+  void *req;
+  size_t req_len;
+  napi_get_buffer_info(env, argv[1], &req, &req_len);
+  if (req_len < NLMSG_HDRLEN) return throw_errno(env, EINVAL, "request", NULL);
+  struct nlmsghdr hdr;
+  memcpy(&hdr, req, sizeof hdr);
+  const uint32_t seq = hdr.nlmsg_seq;
+  const int wants_ack = (hdr.nlmsg_flags & NLM_F_ACK) != 0;
+  const int is_dump = (hdr.nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
+
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t n;
+  do {
+    n = sendto(fd, req, req_len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, errno, "sendto", NULL);
+
+  if (!recv_buf && !(recv_buf = malloc(RECV_BUF))) return throw_errno(env, ENOMEM, "malloc", NULL);
+  struct out_buf out = {0};
+  int done = 0;
+  while (!done) {
+    struct sockaddr_nl from;
+    socklen_t fromlen = sizeof from;
+    n = recvfrom(fd, recv_buf, RECV_BUF, MSG_TRUNC, (struct sockaddr *)&from, &fromlen);
+    if (n < 0) {
+      int e = errno;
+      if (e == EINTR) continue;
+      free(out.data);
+      if (e == EAGAIN || e == EWOULDBLOCK) return throw_errno(env, ETIMEDOUT, "recv (netlink reply)", NULL);
+      return throw_errno(env, e, "recv", NULL);
+    }
+    if ((size_t)n > RECV_BUF) {
+      free(out.data);
+      return throw_errno(env, EMSGSIZE, "recv", NULL);
+    }
+    if (from.nl_pid != 0) continue; /* not from the kernel */
+    int len = (int)n;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)recv_buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_seq != seq) continue;
+      size_t size = NLMSG_ALIGN(h->nlmsg_len);
+      if (size > (size_t)len) size = (size_t)len;
+      if (out_append(&out, h, size) < 0) {
+        free(out.data);
+        return throw_errno(env, ENOMEM, "malloc", NULL);
+      }
+      if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR ||
+          (!wants_ack && !is_dump && !(h->nlmsg_flags & NLM_F_MULTI))) {
+        done = 1;
+        break;
+      }
+    }
+  }
+  napi_value result;
+  napi_status st = napi_create_buffer_copy(env, out.len, out.data ? out.data : "", NULL, &result);
+  free(out.data);
+  return st == napi_ok ? result : NULL;
+}
+
+/* ---------- network namespaces ---------- */
+
+/*
+ * Like iproute2 for /run/netns: the directory holding namespace files is made
+ * a shared mount (a bind mount of itself if it is not a mount point yet), so
+ * that mounts and unmounts in it propagate to other mount namespaces. Without
+ * it, a mount namespace created later (a container runtime, `ip netns exec`,
+ * systemd's PrivateTmp services) keeps a copy of every netns mount and the
+ * namespace outlives its deletion. Done once per directory per process.
+ */
+#define SHARED_CACHE 16
+static char shared_dirs[SHARED_CACHE][MAX_PATH];
+static int shared_next;
+
+static int shared_cached(const char *dir) {
+  for (int i = 0; i < SHARED_CACHE; i++)
+    if (shared_dirs[i][0] && strcmp(shared_dirs[i], dir) == 0) return 1;
+  return 0;
+}
+
+static void shared_forget(const char *dir) {
+  for (int i = 0; i < SHARED_CACHE; i++)
+    if (strcmp(shared_dirs[i], dir) == 0) shared_dirs[i][0] = 0;
+}
+
+static int make_dir_shared(const char *dir, const char **failed) {
+  if (shared_cached(dir)) return 0;
+  if (mount("", dir, "none", MS_SHARED | MS_REC, NULL) < 0) {
+    if (errno != EINVAL) { *failed = "mount --make-rshared"; return -errno; }
+    /* Not a mount point: bind it onto itself first. */
+    if (mount(dir, dir, "none", MS_BIND | MS_REC, NULL) < 0) { *failed = "mount --rbind"; return -errno; }
+    if (mount("", dir, "none", MS_SHARED | MS_REC, NULL) < 0) { *failed = "mount --make-rshared"; return -errno; }
+  }
+  snprintf(shared_dirs[shared_next], MAX_PATH, "%s", dir);
+  shared_next = (shared_next + 1) % SHARED_CACHE;
+  return 0;
+}
+
+static napi_value netns_create(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char path[MAX_PATH];
+  int present;
+  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present || path[0] != '/')
+    return throw_type(env, "netnsCreate(path: absolute path string)");
+
+  char dir[MAX_PATH];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  /* Never change the propagation of / itself. */
+  if (slash == dir) return throw_errno(env, EINVAL, "netns create (file directly in /)", path);
+  *slash = 0;
+  const char *failed = NULL;
+  int r = make_dir_shared(dir, &failed);
+  if (r < 0) return throw_errno(env, -r, failed, dir);
+
+  int created = 0;
+  int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+  if (fd >= 0) {
+    close(fd);
+    created = 1;
+  } else if (errno == EEXIST) {
+    /* A leftover plain file is reused; a live namespace is a conflict. */
+    struct statfs sf;
+    if (statfs(path, &sf) == 0 && (unsigned long)sf.f_type == (unsigned long)NSFS_MAGIC)
+      return throw_errno(env, EEXIST, "netns create", path);
+  } else {
+    return throw_errno(env, errno, "open", path);
+  }
+
+  int orig = open(SELF_NETNS, O_RDONLY | O_CLOEXEC);
+  if (orig < 0) {
+    int e = errno;
+    if (created) unlink(path);
+    return throw_errno(env, e, "open", SELF_NETNS);
+  }
+  if (unshare(CLONE_NEWNET) < 0) {
+    int e = errno;
+    close(orig);
+    if (created) unlink(path);
+    return throw_errno(env, e, "unshare", NULL);
+  }
+  int mr = mount(SELF_NETNS, path, "none", MS_BIND, NULL);
+  int e = errno;
+  ns_leave(env, orig); /* the bind mount (if any) now holds the new netns */
+  if (mr < 0) {
+    if (created) unlink(path);
+    return throw_errno(env, e, "mount --bind", path);
+  }
+  return NULL;
+}
+
+static napi_value netns_delete(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char path[MAX_PATH];
+  int present;
+  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present)
+    return throw_type(env, "netnsDelete(path: string)");
+  /* EINVAL: not a mount point (a leftover file); ENOENT: already gone. */
+  if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) return throw_errno(env, errno, "umount", path);
+  if (unlink(path) < 0 && errno != ENOENT) return throw_errno(env, errno, "unlink", path);
+  return NULL;
+}
+
+/* Removes a netns directory made shared by netnsCreate (lazy umount + rmdir). */
+static napi_value netns_dir_remove(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char dir[MAX_PATH];
+  int present;
+  if (get_opt_string(env, argv[0], argc, 0, dir, sizeof dir, &present) < 0 || !present || dir[0] != '/')
+    return throw_type(env, "netnsDirRemove(dir: absolute path string)");
+  shared_forget(dir);
+  if (umount2(dir, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) return throw_errno(env, errno, "umount", dir);
+  if (rmdir(dir) < 0 && errno != ENOENT) return throw_errno(env, errno, "rmdir", dir);
+  return NULL;
+}
+
+/* ---------- sysctl ---------- */
+
+/* /proc/sys/net/... shows the netns of the task that opens it: open and use it inside. */
+static napi_value sysctl_io(napi_env env, napi_callback_info info, int write_mode) {
+  GET_ARGS(3);
+  char ns[MAX_PATH], rel[512], value[4096], path[600];
+  int has_ns, present, has_value = 0;
+  if (argc < 2 || get_opt_string(env, argv[0], argc, 0, ns, sizeof ns, &has_ns) < 0 ||
+      get_opt_string(env, argv[1], argc, 1, rel, sizeof rel, &present) < 0 || !present ||
+      (write_mode && (get_opt_string(env, argv[2], argc, 2, value, sizeof value, &has_value) < 0 || !has_value)))
+    return throw_type(env, write_mode ? "sysctlWrite(nsPath: string | null, relPath: string, value: string)"
+                                      : "sysctlRead(nsPath: string | null, relPath: string)");
+  snprintf(path, sizeof path, "/proc/sys/%s", rel);
+
+  int orig = -1;
+  if (has_ns) {
+    const char *failed;
+    int r = ns_enter(ns, &orig, &failed);
+    if (r < 0) return throw_errno(env, -r, failed, ns);
+  }
+  int err = 0;
+  const char *op = "open";
+  ssize_t n = 0;
+  int fd = open(path, (write_mode ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) {
+    err = errno;
+  } else {
+    if (write_mode) {
+      size_t len = strlen(value);
+      n = write(fd, value, len);
+      if (n < 0) { err = errno; op = "write"; }
+      else if ((size_t)n != len) { err = EIO; op = "write"; }
+    } else {
+      n = read(fd, value, sizeof value - 1);
+      if (n < 0) { err = errno; op = "read"; }
+    }
+    close(fd);
+  }
+  if (has_ns) ns_leave(env, orig);
+  if (err) return throw_errno(env, err, op, path);
+  if (write_mode) return NULL;
+  napi_value out;
+  napi_create_string_utf8(env, value, (size_t)n, &out);
+  return out;
+}
+
+static napi_value sysctl_write(napi_env env, napi_callback_info info) { return sysctl_io(env, info, 1); }
+static napi_value sysctl_read(napi_env env, napi_callback_info info) { return sysctl_io(env, info, 0); }
+
+/* ---------- module ---------- */
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"socketOpen", NULL, socket_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"socketClose", NULL, socket_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"request", NULL, request, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netnsCreate", NULL, netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netnsDelete", NULL, netns_delete, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netnsDirRemove", NULL, netns_dir_remove, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sysctlWrite", NULL, sysctl_write, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sysctlRead", NULL, sysctl_read, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,87 @@
+/**
+ * `bpfnet agent`: opens the store, reconciles the kernel with it, programs
+ * the dataplane and serves the API until SIGINT/SIGTERM. Stopping leaves
+ * everything in place (sandboxes keep their network; pinned maps and
+ * attached programs keep forwarding); the next start reconciles.
+ */
+import { readFileSync } from 'node:fs';
+import pino, { type Logger } from 'pino';
+import { Store } from '../state/store.js';
+import { EbpfDataplane } from '../dataplane/ebpf/dataplane.js';
+import { ensureBpffs } from '../loader/bpffs.js';
+import { Rtnl, sysctl } from '../netlink/index.js';
+import { ModelService } from './service.js';
+import { Plumbing } from './plumbing.js';
+import { ApiServer } from './server.js';
+import { handlers } from './handlers.js';
+import { netnsDir, type AgentConfig } from './config.js';
+import { VERSION } from '../util/version.js';
+
+export interface RunningAgent {
+  service: ModelService;
+  server: ApiServer;
+  stop(): Promise<void>;
+}
+
+function readEphemeral(): [number, number] {
+  const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  if (!lo || !hi) throw new Error('unreadable ip_local_port_range');
+  return [lo, hi];
+}
+
+export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: cfg.logLevel })): Promise<RunningAgent> {
+  const started = new Date().toISOString();
+  const t0 = performance.now();
+  const store = Store.open(cfg.stateDir);
+  await ensureBpffs(cfg.bpffsRoot);
+  const rt = Rtnl.open();
+  const uplinks = cfg.uplinks.length
+    ? cfg.uplinks
+    : rt
+        .routes({})
+        .filter((r) => r.dst === 'default' && r.dev)
+        .map((r) => rt.link(r.dev!)?.name ?? '')
+        .filter(Boolean);
+  for (const u of uplinks) {
+    if (!rt.link(u)) {
+      store.close();
+      rt.close();
+      throw new (await import('../util/errors.js')).BpfnetError('E_NOT_FOUND', `uplink device ${u} does not exist in the agent's network namespace; pass --uplink with one of: ${rt.links().map((l) => l.name).join(', ')}`);
+    }
+  }
+  // The agent owns forwarding in its namespace: containers are routed through it.
+  sysctl(undefined, 'net.ipv4.ip_forward', '1');
+
+  const plumbing = new Plumbing(netnsDir(cfg));
+  await plumbing.bindHostNetns();
+  const dataplane = new EbpfDataplane({ root: cfg.bpffsRoot });
+  const service = new ModelService(cfg, store, plumbing, dataplane, log, {
+    uplinks,
+    addresses: () =>
+      rt
+        .addrs()
+        .map((a) => a.address)
+        .filter((a) => !a.startsWith('127.')),
+    routes: () => rt.routes({}).map((r) => r.dst).filter((d) => d !== 'default'),
+    ephemeral: readEphemeral,
+  });
+  service.ensurePredefined();
+  const rec = await service.reconcile();
+  log.info({ ...rec, ms: Math.round(performance.now() - t0) }, 'reconciled');
+
+  const server = new ApiServer(cfg.socket, handlers(service, { started, uplinks, version: VERSION }), log);
+  await server.listen();
+  log.info({ socket: cfg.socket, state: store.path, bpffs: cfg.bpffsRoot, uplinks, dataplane: cfg.dataplane, version: VERSION }, 'agent ready');
+
+  return {
+    service,
+    server,
+    async stop() {
+      await server.close();
+      plumbing.close();
+      rt.close();
+      store.close();
+      log.info('agent stopped (kernel state left in place)');
+    },
+  };
+}

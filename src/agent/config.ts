@@ -1,0 +1,48 @@
+/**
+ * Agent configuration. Every path is a flag so that several agents can run
+ * on one machine, each in its own network namespace (tests rely on this).
+ */
+import { join } from 'node:path';
+import { DEFAULT_BPFFS_ROOT } from '../util/paths.js';
+
+export interface AgentConfig {
+  /** SQLite state and sandbox files. */
+  stateDir: string;
+  /** Sandbox namespace files; tmpfs, gone after a reboot (reconcile recreates). */
+  runDir: string;
+  /** unix socket path of the API. */
+  socket: string;
+  bpffsRoot: string;
+  /** Devices external traffic arrives on; empty = the default route's device, if any. */
+  uplinks: string[];
+  dataplane: 'ebpf';
+  /** Device of the default `bridge` network (Docker's docker0). */
+  defaultBridge: string;
+  /** Subnet of the default network; empty = first free default pool. */
+  defaultSubnet?: string | undefined;
+  /** Host resolv.conf the sandboxes' files derive from. */
+  resolvConf: string;
+  logLevel: string;
+}
+
+export function defaultConfig(): AgentConfig {
+  return {
+    stateDir: '/var/lib/bpfnet',
+    runDir: '/run/bpfnet',
+    socket: '/run/bpfnet/bpfnet.sock',
+    bpffsRoot: DEFAULT_BPFFS_ROOT,
+    uplinks: [],
+    dataplane: 'ebpf',
+    defaultBridge: 'bpfnet0',
+    resolvConf: '/etc/resolv.conf',
+    logLevel: 'info',
+  };
+}
+
+export function netnsDir(cfg: AgentConfig): string {
+  return join(cfg.runDir, 'netns');
+}
+
+export function sandboxFilesDir(cfg: AgentConfig, sandboxId: string): string {
+  return join(cfg.stateDir, 'sandboxes', sandboxId);
+}

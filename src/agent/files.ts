@@ -1,0 +1,33 @@
+/**
+ * A sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf, kept under the
+ * state dir and bind-mounted over /etc by `bpfnet run`/`exec`. Rewritten in
+ * place (not renamed) so processes that already have them mounted see changes.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { renderHostname, renderHosts, renderResolvConf, resolvModeFor } from '../model/sandboxfiles.js';
+import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../model/types.js';
+import { sandboxFilesDir, type AgentConfig } from './config.js';
+
+/**
+ * Docker points sandboxes on user-defined networks at its embedded DNS
+ * server (127.0.0.11). Until bpfnet's embedded server runs, they get the
+ * default bridge's file (the host's servers minus loopback ones), so name
+ * resolution keeps working.
+ */
+export const EMBEDDED_DNS = false;
+
+export function writeSandboxFiles(cfg: AgentConfig, sb: SandboxRecord, eps: EndpointRecord[], nets: NetworkRecord[], hostResolvConf: string): string {
+  const dir = sandboxFilesDir(cfg, sb.id);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  let mode = resolvModeFor(sb.mode, nets);
+  if (mode === 'internal' && !EMBEDDED_DNS) mode = 'legacy';
+  writeFileSync(join(dir, 'hostname'), renderHostname(sb.hostname));
+  writeFileSync(join(dir, 'hosts'), renderHosts({ hostname: sb.hostname, addresses: eps.map((e) => e.ipv4), ipv6: true }));
+  writeFileSync(join(dir, 'resolv.conf'), renderResolvConf({ mode, hostResolvConf, ...(sb.dns.length ? { dns: sb.dns } : {}) }));
+  return dir;
+}
+
+export function removeSandboxFiles(cfg: AgentConfig, sandboxId: string): void {
+  rmSync(sandboxFilesDir(cfg, sandboxId), { recursive: true, force: true });
+}

@@ -1,0 +1,486 @@
+/**
+ * The agent's model operations: networks, sandboxes, endpoints. Each change
+ * is: validate everything (bad input changes nothing) → record the desired
+ * state in one store transaction → plumb the kernel → program the dataplane.
+ * A failure after the record undoes the plumbing and the record; a crash
+ * (kill -9) after it leaves a record that reconcile() completes at start.
+ */
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { BpfnetError, invalidArgument } from '../util/errors.js';
+import type { Store } from '../state/store.js';
+import type { Dataplane, DesiredState } from '../dataplane/types.js';
+import type { EndpointRecord, NetworkRecord, PortMapping, SandboxRecord, DriverName } from '../model/types.js';
+import { resolveIpam, allocateAddress, choosePool } from '../model/ipam.js';
+import { parsePortSpecs, allocatePorts, publishAll, takenBy, DEFAULT_EPHEMERAL } from '../model/portspec.js';
+import { newId, resolveRef, macFromIpv4, hostVethName, bridgeDeviceName } from '../model/ids.js';
+import { validateName, validateDeviceName, validateHostname, parseBridgeOptions, validateDnsServer } from '../model/names.js';
+import { desiredDataplaneState } from '../model/desired.js';
+import type { AgentConfig } from './config.js';
+import { Plumbing, epAlias, netAlias } from './plumbing.js';
+import { writeSandboxFiles, removeSandboxFiles } from './files.js';
+import type { Messages } from '../api/generated/types.js';
+import { crashPoint } from '../util/crash.js';
+
+type Req<N extends keyof Messages> = Messages[N];
+
+const now = (): string => new Date().toISOString();
+
+/** The predefined networks, like Docker's bridge, host and none. */
+const PREDEFINED = ['bridge', 'host', 'none'] as const;
+
+export interface ChangeWarnings {
+  warn(msg: string): void;
+}
+
+export class ModelService {
+  private nodeAddresses: string[] = [];
+
+  constructor(
+    readonly cfg: AgentConfig,
+    readonly store: Store,
+    readonly plumbing: Plumbing,
+    readonly dataplane: Dataplane,
+    readonly log: Logger,
+    readonly node: { uplinks: string[]; addresses: () => string[]; routes: () => string[]; ephemeral: () => [number, number] },
+  ) {}
+
+  // ---- lookups ---------------------------------------------------------------
+
+  network(ref: string): NetworkRecord {
+    return resolveRef(ref, this.store.networks(), 'network');
+  }
+
+  sandbox(ref: string): SandboxRecord {
+    return resolveRef(ref, this.store.sandboxes(), 'sandbox');
+  }
+
+  // ---- dataplane -------------------------------------------------------------
+
+  desired(): DesiredState {
+    this.nodeAddresses = this.node.addresses();
+    return desiredDataplaneState(this.store.networks(), this.store.sandboxes(), this.store.endpoints(), {
+      uplinks: this.node.uplinks,
+      nodeAddresses: this.nodeAddresses,
+    });
+  }
+
+  async program(): Promise<void> {
+    const r = await this.dataplane.apply(this.desired());
+    this.log.debug({ report: r.ports, networks: r.networks }, 'dataplane programmed');
+  }
+
+  // ---- predefined networks ---------------------------------------------------
+
+  /** bridge (own device, first free pool), host and none, on first start. */
+  ensurePredefined(): void {
+    const have = new Set(this.store.networks().map((n) => n.name));
+    for (const name of PREDEFINED) {
+      if (have.has(name)) continue;
+      const base = {
+        id: newId(),
+        name,
+        created: now(),
+        internal: false,
+        attachable: false,
+        labels: {},
+        options: {},
+        mtu: 1500,
+        icc: true,
+        masquerade: true,
+        hostBindingIpv4: '0.0.0.0',
+        predefined: true,
+      };
+      let rec: NetworkRecord;
+      if (name === 'bridge') {
+        const subnet =
+          this.cfg.defaultSubnet ??
+          choosePool({ usedSubnets: this.store.networks().flatMap((n) => (n.ipam ? [n.ipam.subnet] : [])), hostRoutes: this.node.routes() });
+        // A pool-chosen subnet is not "user configured": Docker refuses --ip there.
+        const ipam = { ...resolveIpam({ subnet }, { usedSubnets: [], hostRoutes: [] }), userConfigured: !!this.cfg.defaultSubnet };
+        rec = {
+          ...base,
+          driver: 'bridge',
+          ipam,
+          bridgeName: this.cfg.defaultBridge,
+          options: {
+            'com.docker.network.bridge.default_bridge': 'true',
+            'com.docker.network.bridge.enable_icc': 'true',
+            'com.docker.network.bridge.enable_ip_masquerade': 'true',
+            'com.docker.network.bridge.host_binding_ipv4': '0.0.0.0',
+            'com.docker.network.bridge.name': this.cfg.defaultBridge,
+            'com.docker.network.driver.mtu': '1500',
+          },
+        };
+      } else {
+        rec = { ...base, driver: name === 'host' ? 'host' : 'null', ipam: null };
+      }
+      this.store.tx(() => this.store.putNetwork(rec));
+      this.log.info({ network: name, subnet: rec.ipam?.subnet, device: rec.bridgeName }, 'created predefined network');
+    }
+  }
+
+  // ---- networks ----------------------------------------------------------------
+
+  async createNetwork(req: Req<'NetworkCreateRequest'>): Promise<NetworkRecord> {
+    validateName(req.name, 'network');
+    const driver = (req.driver || 'bridge') as DriverName;
+    if (driver === 'host' || driver === 'null') {
+      throw invalidArgument(`only one instance of "${driver}" network is allowed; it exists already as "${driver === 'null' ? 'none' : 'host'}"`);
+    }
+    if (driver !== 'bridge' && driver !== 'routed') {
+      throw invalidArgument(`unknown driver "${req.driver}"; bpfnet networks use -d bridge (default) or -d routed`);
+    }
+    const existing = this.store.networks();
+    if (existing.some((n) => n.name === req.name)) throw new BpfnetError('E_CONFLICT', `network with name ${req.name} already exists`, { name: req.name });
+    const opts = parseBridgeOptions(req.options ?? {});
+    const id = newId();
+    const ipam = resolveIpam(
+      { ...(req.subnet ? { subnet: req.subnet } : {}), ...(req.gateway ? { gateway: req.gateway } : {}), ...(req.ipRange ? { ipRange: req.ipRange } : {}), auxAddresses: req.auxAddresses ?? {} },
+      {
+        driver,
+        usedSubnets: existing.flatMap((n) => (n.ipam ? [{ subnet: n.ipam.subnet, network: n.name }] : [])),
+        hostRoutes: this.node.routes().filter((r) => !existing.some((n) => n.ipam && n.ipam.subnet === r)),
+      },
+    );
+    const bridgeName = driver === 'bridge' ? (opts.bridgeName ?? bridgeDeviceName(id)) : undefined;
+    if (bridgeName) {
+      validateDeviceName(bridgeName, 'com.docker.network.bridge.name');
+      const taken = existing.find((n) => n.bridgeName === bridgeName);
+      if (taken) throw new BpfnetError('E_CONFLICT', `bridge device ${bridgeName} is already used by network "${taken.name}"; pick another com.docker.network.bridge.name`);
+    }
+    const rec: NetworkRecord = {
+      id,
+      name: req.name,
+      driver,
+      created: now(),
+      internal: req.internal,
+      attachable: req.attachable,
+      labels: req.labels ?? {},
+      options: req.options ?? {},
+      ipam,
+      ...(bridgeName ? { bridgeName } : {}),
+      mtu: opts.mtu ?? 1500,
+      icc: opts.icc,
+      masquerade: opts.masquerade,
+      hostBindingIpv4: opts.hostBindingIpv4,
+      ...(opts.hostIpv4 ? { hostIpv4: opts.hostIpv4 } : {}),
+      ...(opts.gatewayModeIpv4 !== 'nat' ? { gatewayModeIpv4: opts.gatewayModeIpv4 } : {}),
+      predefined: false,
+    };
+    this.plumbing.checkNetworkDevice(rec);
+    this.store.tx(() => this.store.putNetwork(rec));
+    crashPoint('network-recorded');
+    try {
+      this.plumbing.ensureNetwork(rec);
+      await this.program();
+    } catch (e) {
+      this.undo('network create', () => this.plumbing.removeNetwork(rec));
+      this.store.tx(() => this.store.deleteNetwork(rec.id));
+      throw e;
+    }
+    this.log.info({ network: rec.name, id: rec.id.slice(0, 12), driver, subnet: ipam.subnet, device: bridgeName }, 'network created');
+    return rec;
+  }
+
+  async removeNetwork(ref: string): Promise<NetworkRecord> {
+    const n = this.network(ref);
+    if (n.predefined) throw new BpfnetError('E_CONFLICT', `${n.name} is a pre-defined network and cannot be removed`);
+    const eps = this.store.endpoints({ networkId: n.id });
+    if (eps.length) {
+      const names = eps.map((e) => `${this.store.sandbox(e.sandboxId)?.name ?? e.sandboxId.slice(0, 12)} (${e.ifName})`);
+      throw new BpfnetError('E_CONFLICT', `error while removing network: network ${n.name} id ${n.id} has active endpoints: ${names.join(', ')}; disconnect them or remove those sandboxes first`, {
+        endpoints: names,
+      });
+    }
+    this.store.tx(() => this.store.deleteNetwork(n.id));
+    this.plumbing.removeNetwork(n);
+    await this.program();
+    this.log.info({ network: n.name, id: n.id.slice(0, 12) }, 'network removed');
+    return n;
+  }
+
+  async pruneNetworks(): Promise<NetworkRecord[]> {
+    const removed: NetworkRecord[] = [];
+    for (const n of this.store.networks()) {
+      if (n.predefined || this.store.endpoints({ networkId: n.id }).length) continue;
+      removed.push(await this.removeNetwork(n.id));
+    }
+    return removed;
+  }
+
+  // ---- sandboxes -------------------------------------------------------------
+
+  private ephemeral(): [number, number] {
+    try {
+      return this.node.ephemeral();
+    } catch {
+      return DEFAULT_EPHEMERAL;
+    }
+  }
+
+  async createSandbox(req: Req<'SandboxCreateRequest'>, w: ChangeWarnings): Promise<SandboxRecord> {
+    const id = newId();
+    const name = req.name || `sb-${id.slice(0, 12)}`;
+    validateName(name, 'sandbox');
+    if (this.store.sandboxes().some((s) => s.name === name)) {
+      throw new BpfnetError('E_CONFLICT', `the sandbox name "/${name}" is already in use; remove that sandbox or choose another --name`, { name });
+    }
+    for (const d of req.dns) validateDnsServer(d);
+    if (req.hostname) validateHostname(req.hostname);
+    const target = req.network || 'bridge';
+    let mode: SandboxRecord['mode'];
+    let net: NetworkRecord | undefined;
+    let joined: SandboxRecord | undefined;
+    if (target.startsWith('container:')) {
+      const ref = target.slice('container:'.length);
+      if (!ref) throw invalidArgument('--network container: needs a sandbox name or id, e.g. --network container:web');
+      if (req.publish.length || req.publishAll) throw invalidArgument('conflicting options: port publishing and the container type network mode');
+      if (req.dns.length) throw invalidArgument('conflicting options: dns and the network mode');
+      if (req.hostname) throw invalidArgument('conflicting options: hostname and the network mode');
+      joined = this.sandbox(ref);
+      // Joining a joiner joins its root, as Docker does.
+      while (joined.mode.kind === 'container') joined = this.sandbox(joined.mode.sandboxId);
+      mode = { kind: 'container', sandboxId: joined.id };
+    } else {
+      net = this.network(target);
+      if (net.driver === 'host') mode = { kind: 'host' };
+      else if (net.driver === 'null') mode = { kind: 'none' };
+      else mode = { kind: 'bridge', network: net.id };
+    }
+    if (mode.kind !== 'bridge' && (req.ipv4 || req.aliases.length)) {
+      throw invalidArgument(`--ip and --alias need a bridge or routed network, not network mode "${target}"`);
+    }
+
+    // Ports: parse every spec before anything else; allocate against the store.
+    let ports: PortMapping[] = [];
+    if (mode.kind === 'host' && (req.publish.length || req.publishAll)) {
+      w.warn('Published ports are discarded when using host network mode');
+    } else if (mode.kind === 'bridge' && net) {
+      const requests = parsePortSpecs(req.publish);
+      const ctx = { defaultHostIp: net.hostBindingIpv4, ephemeral: this.ephemeral(), isTaken: takenBy(this.store.ports()) };
+      ports = allocatePorts(requests, ctx);
+      if (req.publishAll) ports = [...ports, ...publishAll(req.expose, { ...ctx, isTaken: takenBy([...this.store.ports(), ...ports]) }, ports)];
+    } else if (mode.kind === 'none' && (req.publish.length || req.publishAll)) {
+      w.warn('Published ports are discarded when using network mode none');
+    }
+
+    const sb: SandboxRecord = {
+      id,
+      name,
+      created: now(),
+      mode,
+      hostname: req.hostname || (joined ? joined.hostname : id.slice(0, 12)),
+      dns: req.dns,
+      netnsPath: mode.kind === 'host' ? '' : joined ? joined.netnsPath : this.plumbing.netnsPath(id),
+      ports,
+      exposed: req.expose,
+      labels: req.labels ?? {},
+    };
+    let ep: EndpointRecord | undefined;
+    this.store.tx(() => {
+      this.store.putSandbox(sb);
+      if (mode.kind === 'bridge' && net) ep = this.newEndpoint(net, sb, req.ipv4, req.aliases);
+    });
+    crashPoint('sandbox-recorded');
+    try {
+      this.plumbSandbox(sb);
+      crashPoint('sandbox-plumbed');
+      await this.program();
+    } catch (e) {
+      this.undo('sandbox create', () => {
+        if (ep) this.plumbing.removeEndpoint(ep);
+        this.plumbing.removeSandboxNetns(sb);
+        removeSandboxFiles(this.cfg, sb.id);
+      });
+      this.store.tx(() => {
+        if (ep) this.store.deleteEndpoint(ep.id);
+        this.store.deleteSandbox(sb.id);
+      });
+      throw e;
+    }
+    this.log.info({ sandbox: sb.name, id: sb.id.slice(0, 12), mode: mode.kind, ip: ep?.ipv4, ports: ports.length }, 'sandbox created');
+    return sb;
+  }
+
+  /** Allocates address, names and MAC; must run inside a store transaction. */
+  private newEndpoint(net: NetworkRecord, sb: SandboxRecord, ipv4: string | undefined, aliases: string[]): EndpointRecord {
+    if (!net.ipam) throw invalidArgument(`network ${net.name} has no addresses to give`);
+    const ip = allocateAddress(net.ipam, this.store.usedAddresses(net.id), ipv4 || undefined, { network: net.name });
+    const mine = this.store.endpoints({ sandboxId: sb.id });
+    const used = new Set(mine.map((e) => e.ifName));
+    let i = 0;
+    while (used.has(`eth${i}`)) i++;
+    const id = newId();
+    const ep: EndpointRecord = {
+      id,
+      networkId: net.id,
+      sandboxId: sb.id,
+      ifName: `eth${i}`,
+      hostIfName: hostVethName(id),
+      mac: macFromIpv4(ip),
+      ipv4: ip,
+      prefixLen: net.driver === 'routed' ? 32 : Number(net.ipam.subnet.split('/')[1]),
+      aliases,
+      created: now(),
+    };
+    this.store.putEndpoint(ep);
+    return ep;
+  }
+
+  /** Everything kernel-side for one sandbox; idempotent (reconcile reuses it). */
+  plumbSandbox(sb: SandboxRecord): void {
+    this.plumbing.ensureSandboxNetns(sb);
+    const eps = this.store.endpoints({ sandboxId: sb.id });
+    for (const ep of eps) {
+      const net = this.store.network(ep.networkId);
+      if (!net) throw new BpfnetError('E_STATE', `endpoint ${ep.id} refers to missing network ${ep.networkId}`);
+      this.plumbing.ensureEndpoint(net, sb, ep);
+    }
+    if (sb.mode.kind === 'bridge' || sb.mode.kind === 'none') this.syncDefaultRoute(sb, eps);
+    this.writeFiles(sb, eps);
+  }
+
+  /** Docker: the default route goes via the first-connected network that has a gateway (internal ones do not). */
+  private syncDefaultRoute(sb: SandboxRecord, eps: EndpointRecord[]): void {
+    if (sb.mode.kind === 'none' && eps.length === 0) return;
+    const gw = eps
+      .map((e) => ({ e, n: this.store.network(e.networkId) }))
+      .find(({ n }) => n && n.ipam && !n.internal);
+    this.plumbing.setDefaultRoute(sb, gw && gw.n?.ipam ? { gateway: gw.n.ipam.gateway, ifName: gw.e.ifName } : undefined);
+  }
+
+  private hostResolvConf(): string {
+    try {
+      return readFileSync(this.cfg.resolvConf, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  writeFiles(sb: SandboxRecord, eps: EndpointRecord[] = this.store.endpoints({ sandboxId: sb.id })): void {
+    if (sb.mode.kind === 'host' || sb.mode.kind === 'container') return;
+    const nets = eps.map((e) => this.store.network(e.networkId)).filter((n): n is NetworkRecord => !!n);
+    writeSandboxFiles(this.cfg, sb, eps, nets, this.hostResolvConf());
+  }
+
+  async removeSandbox(ref: string, force: boolean): Promise<SandboxRecord> {
+    const sb = this.sandbox(ref);
+    const joiners = this.store.sandboxes().filter((s) => s.mode.kind === 'container' && s.mode.sandboxId === sb.id);
+    if (joiners.length && !force) {
+      throw new BpfnetError('E_CONFLICT', `sandbox ${sb.name} shares its network namespace with ${joiners.map((j) => j.name).join(', ')}; remove them first or pass --force`);
+    }
+    const eps = this.store.endpoints({ sandboxId: sb.id });
+    this.store.tx(() => {
+      for (const e of eps) this.store.deleteEndpoint(e.id);
+      this.store.deleteSandbox(sb.id);
+    });
+    for (const e of eps) this.plumbing.removeEndpoint(e);
+    this.plumbing.removeSandboxNetns(sb);
+    removeSandboxFiles(this.cfg, sb.id);
+    await this.program();
+    this.log.info({ sandbox: sb.name, id: sb.id.slice(0, 12) }, 'sandbox removed');
+    return sb;
+  }
+
+  // ---- connect / disconnect ----------------------------------------------------
+
+  async connect(req: Req<'NetworkConnectRequest'>): Promise<EndpointRecord> {
+    const net = this.network(req.network);
+    const sb = this.sandbox(req.sandbox);
+    if (sb.mode.kind === 'host' || sb.mode.kind === 'container' || sb.mode.kind === 'none') {
+      throw new BpfnetError('E_CONFLICT', `sandbox ${sb.name} uses network mode ${sb.mode.kind}: it cannot be connected to other networks (Docker refuses the same)`);
+    }
+    if (net.driver === 'host' || net.driver === 'null') {
+      throw new BpfnetError('E_CONFLICT', `sandbox cannot be connected to network "${net.name}" (driver ${net.driver}): it already has a network namespace`);
+    }
+    if (this.store.endpoints({ sandboxId: sb.id }).some((e) => e.networkId === net.id)) {
+      throw new BpfnetError('E_CONFLICT', `endpoint with name ${sb.name} already exists in network ${net.name}`);
+    }
+    let ep!: EndpointRecord;
+    this.store.tx(() => {
+      ep = this.newEndpoint(net, sb, req.ipv4 || undefined, req.aliases);
+    });
+    try {
+      this.plumbSandbox(sb);
+      await this.program();
+    } catch (e) {
+      this.undo('network connect', () => this.plumbing.removeEndpoint(ep));
+      this.store.tx(() => this.store.deleteEndpoint(ep.id));
+      throw e;
+    }
+    this.log.info({ network: net.name, sandbox: sb.name, ip: ep.ipv4, ifName: ep.ifName }, 'connected');
+    return ep;
+  }
+
+  async disconnect(req: Req<'NetworkDisconnectRequest'>): Promise<void> {
+    const net = this.network(req.network);
+    const sb = this.sandbox(req.sandbox);
+    const ep = this.store.endpoints({ sandboxId: sb.id }).find((e) => e.networkId === net.id);
+    if (!ep) throw new BpfnetError('E_NOT_FOUND', `sandbox ${sb.name} is not connected to network ${net.name}`);
+    this.store.tx(() => this.store.deleteEndpoint(ep.id));
+    this.plumbing.removeEndpoint(ep);
+    const rest = this.store.endpoints({ sandboxId: sb.id });
+    this.syncDefaultRoute(sb, rest);
+    this.writeFiles(sb, rest);
+    await this.program();
+    this.log.info({ network: net.name, sandbox: sb.name }, 'disconnected');
+  }
+
+  // ---- reconcile ---------------------------------------------------------------
+
+  /**
+   * Make the kernel match the store: create what is desired and missing,
+   * repair what is half-made, remove what carries bpfnet's marker and is not
+   * desired. Runs at every start (after a crash, a reboot or a clean stop).
+   */
+  async reconcile(): Promise<{ created: number; removed: number }> {
+    let removed = 0;
+    const nets = this.store.networks();
+    const sandboxes = this.store.sandboxes();
+    const eps = this.store.endpoints();
+    const wantedAliases = new Set<string>([...nets.map(netAlias), ...eps.map(epAlias)]);
+    for (const l of this.plumbing.strayLinks(wantedAliases)) {
+      this.log.info({ dev: l.name, alias: l.alias }, 'reconcile: removing stray link');
+      this.plumbing.deleteLink(l.name);
+      removed++;
+    }
+    const wantedNs = new Set(sandboxes.filter((s) => s.mode.kind === 'bridge' || s.mode.kind === 'none').map((s) => s.netnsPath));
+    for (const p of this.plumbing.strayNetns(wantedNs)) {
+      this.log.info({ netns: p }, 'reconcile: removing stray namespace');
+      this.plumbing.deleteNetnsPath(p);
+      removed++;
+    }
+    for (const r of this.plumbing.strayRoutes(nets, eps)) {
+      this.log.info({ route: r.dst, table: r.table }, 'reconcile: removing stray route');
+      this.plumbing.deleteRoute(r);
+      removed++;
+    }
+    for (const n of nets) this.plumbing.ensureNetwork(n);
+    let created = 0;
+    for (const sb of sandboxes) {
+      if (sb.mode.kind === 'container') {
+        const root = this.store.sandbox(sb.mode.sandboxId);
+        if (!root) {
+          this.log.warn({ sandbox: sb.name }, 'reconcile: the sandbox it joined is gone; removing it');
+          this.store.tx(() => this.store.deleteSandbox(sb.id));
+          removed++;
+        }
+        continue;
+      }
+      const before = Plumbing.netnsAlive(sb.netnsPath);
+      this.plumbSandbox(sb);
+      if (!before && sb.netnsPath) created++;
+    }
+    await this.program();
+    return { created, removed };
+  }
+
+  private undo(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.log.error({ err: (e as Error).message, what }, 'rollback step failed; reconcile will finish it at the next start');
+    }
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * From the model (networks, sandboxes, endpoints) to what the dataplane must
+ * program (DesiredState). Pure and deterministic: the same records always
+ * give the same state, in the same order.
+ */
+import type { DataplaneNetwork, DesiredState, PublishedPort } from '../dataplane/types.js';
+import type { EndpointRecord, NetworkRecord, SandboxRecord } from './types.js';
+
+export interface NodeInfo {
+  uplinks: string[];
+  nodeAddresses: string[];
+}
+
+/** A published port that could not be programmed, and why. */
+export interface SkippedPort {
+  sandboxId: string;
+  hostIp: string;
+  hostPort: number;
+  containerPort: number;
+  proto: string;
+  reason: string;
+}
+
+/** DesiredState plus what was left out (optional extra; the dataplane ignores it). */
+export interface ModelDesiredState extends DesiredState {
+  skipped?: SkippedPort[];
+}
+
+function ifNumber(ifName: string): number {
+  const m = /([0-9]+)$/.exec(ifName);
+  return m ? Number(m[1]) : Number.MAX_SAFE_INTEGER;
+}
+
+function byAttachOrder(a: EndpointRecord, b: EndpointRecord): number {
+  return ifNumber(a.ifName) - ifNumber(b.ifName) || (a.ifName < b.ifName ? -1 : a.ifName > b.ifName ? 1 : 0) || (a.created < b.created ? -1 : a.created > b.created ? 1 : 0);
+}
+
+/**
+ * Stable non-zero 32-bit ids for the dataplane's network table: the first 8
+ * hex digits of the network id; on the (unlikely) clash or a zero, the next
+ * free value, handing out in id order so the result does not depend on the
+ * input order.
+ */
+export function dataplaneNetworkIds(networkIds: readonly string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  const usedIds = new Set<number>();
+  for (const id of [...new Set(networkIds)].sort()) {
+    let n = Number.parseInt(id.slice(0, 8), 16);
+    if (!Number.isFinite(n)) n = 1;
+    n >>>= 0;
+    while (n === 0 || usedIds.has(n)) n = (n + 1) >>> 0;
+    usedIds.add(n);
+    out.set(id, n);
+  }
+  return out;
+}
+
+/**
+ * The dataplane's desired state:
+ * - endpoints: every endpoint's host-side veth (sorted);
+ * - ports: each sandbox's published tcp/udp ports, to the address of its
+ *   first endpoint (in attach order: eth0, eth1, ...) on a network that is
+ *   not internal. Host- and none-mode sandboxes publish nothing (Docker
+ *   ignores -p there); container-mode ones publish through the sandbox they
+ *   join, so their own ports are skipped; a sandbox only on internal networks
+ *   publishes nothing (Docker does not publish on internal networks).
+ * - networks: each bridge/routed network with a subnet, for isolation.
+ */
+export function desiredDataplaneState(
+  networks: readonly NetworkRecord[],
+  sandboxes: readonly SandboxRecord[],
+  endpoints: readonly EndpointRecord[],
+  node: NodeInfo,
+): ModelDesiredState {
+  const netById = new Map(networks.map((n) => [n.id, n]));
+  const skipped: SkippedPort[] = [];
+  const ports: PublishedPort[] = [];
+  const skip = (sb: SandboxRecord, m: SandboxRecord['ports'][number], reason: string) =>
+    skipped.push({ sandboxId: sb.id, hostIp: m.hostIp, hostPort: m.hostPort, containerPort: m.containerPort, proto: m.proto, reason });
+
+  for (const sb of [...sandboxes].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
+    if (sb.ports.length === 0) continue;
+    if (sb.mode.kind === 'host' || sb.mode.kind === 'none') {
+      for (const m of sb.ports) skip(sb, m, `${sb.mode.kind} networking publishes no ports`);
+      continue;
+    }
+    if (sb.mode.kind === 'container') {
+      for (const m of sb.ports) skip(sb, m, `the sandbox shares sandbox ${sb.mode.sandboxId}'s network; publish on that one`);
+      continue;
+    }
+    const target = endpoints
+      .filter((e) => e.sandboxId === sb.id && e.ipv4 !== '')
+      .sort(byAttachOrder)
+      .find((e) => {
+        const n = netById.get(e.networkId);
+        return !!n && !n.internal;
+      });
+    for (const m of sb.ports) {
+      if (!target) {
+        skip(sb, m, 'the sandbox has no endpoint on a non-internal network');
+        continue;
+      }
+      if (m.proto !== 'tcp' && m.proto !== 'udp') {
+        skip(sb, m, `${m.proto} is not translated by bpfnet's dataplanes (tcp and udp only)`);
+        continue;
+      }
+      ports.push({ hostIp: m.hostIp, hostPort: m.hostPort, proto: m.proto, containerIp: target.ipv4, containerPort: m.containerPort });
+    }
+  }
+  ports.sort((a, b) => (a.hostIp < b.hostIp ? -1 : a.hostIp > b.hostIp ? 1 : 0) || a.proto.localeCompare(b.proto) || a.hostPort - b.hostPort);
+
+  const hostDevs = [...new Set(endpoints.filter((e) => e.hostIfName !== '').map((e) => e.hostIfName))].sort();
+
+  const withSubnet = networks.filter((n) => (n.driver === 'bridge' || n.driver === 'routed') && n.ipam !== null);
+  const ids = dataplaneNetworkIds(withSubnet.map((n) => n.id));
+  const dpNetworks: DataplaneNetwork[] = withSubnet
+    .map((n) => ({ id: ids.get(n.id) ?? 0, subnet: n.ipam?.subnet ?? '', internal: n.internal, icc: n.icc }))
+    .sort((a, b) => a.id - b.id);
+
+  const state: ModelDesiredState = {
+    uplinks: [...node.uplinks],
+    nodeAddresses: [...node.nodeAddresses],
+    endpoints: hostDevs.map((hostDev) => ({ hostDev })),
+    ports,
+    networks: dpNetworks,
+  };
+  if (skipped.length > 0) state.skipped = skipped;
+  return state;
+}

@@ -1,0 +1,12 @@
+/**
+ * bpfnet's rtnetlink layer: links, addresses, routes and neighbours in any
+ * network namespace, and the namespaces themselves, through a small native
+ * addon (native/netlink.c) instead of a process per step.
+ */
+export { Rtnl, checkName, describeRoute, type LinkRef, type LinkOptions, type VethOptions, type SetLinkOptions, type RouteSpec, type RouteFilter } from './rtnl.js';
+export { createNetns, deleteNetns, removeNetnsDir, sysctl, readSysctl, sysctlPath } from './netns.js';
+export type { Link, Addr, Route, Neigh } from './objects.js';
+export { errnoName, errnoText, netlinkError } from './errors.js';
+export { ADDON_PATH } from './native.js';
+export type { RouteScope, RouteType } from './constants.js';
+export { RTPROT_BOOT, RTPROT_KERNEL, RTPROT_STATIC, RT_TABLE_MAIN, RT_TABLE_LOCAL } from './constants.js';

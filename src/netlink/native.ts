@@ -1,0 +1,45 @@
+/**
+ * The native addon (native/netlink.c): the system calls Node cannot make
+ * (AF_NETLINK sockets, setns, unshare, mount). Loaded on first use, so the
+ * pure encoders work without it.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { BpfnetError } from '../util/errors.js';
+import { PACKAGE_ROOT } from '../util/paths.js';
+
+export interface NetlinkAddon {
+  /** A NETLINK_ROUTE socket created in the netns at nsPath (default: the caller's). */
+  socketOpen(nsPath?: string): number;
+  /** Sends one request and returns every reply message with its sequence number, through the ack or NLMSG_DONE. */
+  request(fd: number, msg: Buffer): Buffer;
+  socketClose(fd: number): void;
+  netnsCreate(path: string): void;
+  netnsDelete(path: string): void;
+  netnsDirRemove(dir: string): void;
+  /** relPath is under /proc/sys (e.g. "net/ipv4/ip_forward"). */
+  sysctlWrite(nsPath: string | null, relPath: string, value: string): void;
+  sysctlRead(nsPath: string | null, relPath: string): string;
+}
+
+/** What the addon throws. */
+export interface NativeError extends Error {
+  errno: number;
+  code?: string;
+  syscall: string;
+  path?: string;
+}
+
+export const ADDON_PATH = join(PACKAGE_ROOT, 'native', 'build', 'Release', 'bpfnet_netlink.node');
+
+let addon: NetlinkAddon | undefined;
+
+export function native(): NetlinkAddon {
+  if (addon) return addon;
+  if (!existsSync(ADDON_PATH)) {
+    throw new BpfnetError('E_TOOL_MISSING', `bpfnet's netlink addon is not built (${ADDON_PATH} is missing): run \`make native\``, { path: ADDON_PATH });
+  }
+  addon = createRequire(import.meta.url)(ADDON_PATH) as NetlinkAddon;
+  return addon;
+}
