@@ -37,13 +37,16 @@ node_modules/.package-lock.json: package-lock.json
 ts: node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 
-# Regenerate the TypeScript map ABI from the objects' BTF.
+# Regenerate the TypeScript map ABI (from the objects' BTF) and the API
+# types (from proto/bpfnet.proto).
 gen: bpf ts
 	node dist/src/maps/gen/cli.js $(MAP_OBJ)
+	node dist/src/api/gen.js
 	npx tsc -p tsconfig.json
 
 check-gen: bpf ts
 	node dist/src/maps/gen/cli.js --check $(MAP_OBJ)
+	node dist/src/api/gen.js --check
 
 # The whole suite (BPF unit tests, integration in namespaces, units).
 test: deps all
@@ -55,6 +58,8 @@ test: deps all
 lab: deps all
 	node dist/src/cli/main.js lab
 
+# BENCH=1: install-deps.sh also installs what only the benchmarks need (CNI plugins).
+bench: export BENCH = 1
 bench: deps all
 	node dist/bench/run.js
 

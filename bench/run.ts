@@ -4,9 +4,12 @@
  *   node dist/bench/run.js                 full run, writes bench/results/latest.{json,md}
  *   node dist/bench/run.js --quick         smoke run (few rounds, small repeat),
  *                                          writes bench/results/tmp/latest.{json,md}
- *   node dist/bench/run.js --only maps     or --only progcost
+ *   node dist/bench/run.js --only maps     or --only progcost, --only setup
  *   node dist/bench/run.js --out DIR       write the results elsewhere
  *   --rounds N / --repeat N                override rounds (both) / test-run repeat
+ *
+ * `setup` (sandbox + endpoint setup time against the CNI reference plugins)
+ * needs /usr/lib/cni (containernetworking-plugins; `make bench` installs it).
  *
  * Tables go to stdout, progress to stderr. Results are medians and ratios
  * measured in the same run; nothing here asserts on timings. The exit status
@@ -22,10 +25,11 @@ import { interruption, machineInfo, progress, RESULTS_DIR } from './lib/env.js';
 import { renderMarkdown, renderText, type Table } from './lib/stats.js';
 import { MAPS_FULL, MAPS_QUICK, mapsTables, runMaps, type MapsResult } from './maps.js';
 import { PROGCOST_FULL, PROGCOST_QUICK, progcostTables, runProgcost, type ProgcostResult } from './progcost.js';
+import { SETUP_FULL, SETUP_QUICK, cniMissing, runSetup, setupTables, type SetupResult } from './setup.js';
 
 interface Args {
   quick: boolean;
-  only: 'maps' | 'progcost' | undefined;
+  only: Only | undefined;
   out: string | undefined;
   rounds: number | undefined;
   repeat: number | undefined;
@@ -33,7 +37,10 @@ interface Args {
 
 class UsageError extends Error {}
 
-const USAGE = 'usage: node dist/bench/run.js [--quick] [--only maps|progcost] [--out DIR] [--rounds N] [--repeat N]';
+const ONLY = ['maps', 'progcost', 'setup'] as const;
+type Only = (typeof ONLY)[number];
+
+const USAGE = 'usage: node dist/bench/run.js [--quick] [--only maps|progcost|setup] [--out DIR] [--rounds N] [--repeat N]';
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { quick: false, only: undefined, out: undefined, rounds: undefined, repeat: undefined };
@@ -50,8 +57,8 @@ function parseArgs(argv: string[]): Args {
       case '--quick': a.quick = true; break;
       case '--only': {
         const v = value();
-        if (v !== 'maps' && v !== 'progcost') throw new UsageError(`--only takes maps or progcost, got ${String(v)}\n${USAGE}`);
-        a.only = v;
+        if (!ONLY.includes(v as Only)) throw new UsageError(`--only takes ${ONLY.join(', ')}, got ${String(v)}\n${USAGE}`);
+        a.only = v as Only;
         break;
       }
       case '--out': a.out = value(); if (!a.out) throw new UsageError(`--out needs a directory\n${USAGE}`); break;
@@ -73,23 +80,34 @@ async function main(): Promise<number> {
 
   const pOpts = { ...(args.quick ? PROGCOST_QUICK : PROGCOST_FULL) };
   const mOpts = { ...(args.quick ? MAPS_QUICK : MAPS_FULL) };
-  if (args.rounds) pOpts.rounds = mOpts.rounds = args.rounds;
+  const sOpts = { ...(args.quick ? SETUP_QUICK : SETUP_FULL) };
+  if (args.rounds) pOpts.rounds = mOpts.rounds = sOpts.rounds = args.rounds;
   if (args.repeat) pOpts.repeat = args.repeat;
 
   let progcost: ProgcostResult | undefined;
   let maps: MapsResult | undefined;
-  if (args.only !== 'maps') {
+  let setup: SetupResult | undefined;
+  const runs = (b: Only) => !args.only || args.only === b;
+  // Fail before the long parts rather than after them.
+  const missing = runs('setup') ? cniMissing() : undefined;
+  if (missing) throw new Error(missing);
+  if (runs('progcost')) {
     progress(`progcost: ${pOpts.rounds} rounds x repeat ${pOpts.repeat}`);
     progcost = await runProgcost(pOpts);
     progress(`progcost: done in ${progcost.wallS.toFixed(1)} s`);
   }
-  if (args.only !== 'progcost') {
+  if (runs('maps')) {
     progress(`maps: N = ${mOpts.sizes.join(', ')}, ${mOpts.rounds} rounds`);
     maps = await runMaps(mOpts);
     progress(`maps: done in ${maps.wallS.toFixed(1)} s`);
   }
+  if (runs('setup')) {
+    progress(`setup: ${sOpts.rounds} rounds x ${sOpts.perRound} creates per peer (bpfnet, CNI)`);
+    setup = await runSetup(sOpts);
+    progress(`setup: done in ${setup.wallS.toFixed(1)} s`);
+  }
 
-  const tables: Table[] = [...(progcost ? progcostTables(progcost) : []), ...(maps ? mapsTables(maps) : [])];
+  const tables: Table[] = [...(progcost ? progcostTables(progcost) : []), ...(maps ? mapsTables(maps) : []), ...(setup ? setupTables(setup) : [])];
   for (const t of tables) process.stdout.write(`\n${renderText(t)}\n`);
 
   const finishedAt = new Date();
@@ -104,6 +122,7 @@ async function main(): Promise<number> {
     machine: { ...machine, loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
     progcost,
     maps,
+    setup,
   };
   const outDir = args.out ?? (args.quick ? join(RESULTS_DIR, 'tmp') : RESULTS_DIR);
   await mkdir(outDir, { recursive: true });
@@ -128,9 +147,9 @@ async function main(): Promise<number> {
   const failed = progcost?.paths.filter((p) => !p.verification.ok) ?? [];
   if (failed.length) {
     process.stderr.write(`bench: ${failed.length} path(s) failed verification: ${failed.map((p) => `${p.id} (${p.verification.problems.join('; ')})`).join(', ')}\n`);
-    return 1;
   }
-  return 0;
+  if (setup && !setup.verification.ok) process.stderr.write(`bench: setup failed verification: ${setup.verification.problems.join('; ')}\n`);
+  return failed.length || (setup && !setup.verification.ok) ? 1 : 0;
 }
 
 main().then(

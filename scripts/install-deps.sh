@@ -2,7 +2,8 @@
 # Installs what bpfnet needs on a Debian machine, only when it is missing:
 # clang/llvm (BPF compiler), libbpf headers, bpftool, iproute2 (ip, tc),
 # iptables, nftables, ping, a C toolchain for the native addon, and the npm
-# dependencies. Mounts bpffs if absent.
+# dependencies. Mounts bpffs if absent. With BENCH=1 (make bench) also the
+# CNI reference plugins the setup benchmark compares against.
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,11 @@ have gcc || need+=(gcc)
 have g++ || need+=(g++)
 have make || need+=(make)
 have python3 || need+=(python3)
+# Only for the benchmarks (make bench sets BENCH=1): bench/setup.ts compares
+# sandbox setup against the CNI reference plugins (bridge, host-local).
+if [ "${BENCH:-}" = 1 ]; then
+  { [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ]; } || need+=(containernetworking-plugins)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

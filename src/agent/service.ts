@@ -59,10 +59,15 @@ export class ModelService {
 
   desired(): DesiredState {
     this.nodeAddresses = this.node.addresses();
-    return desiredDataplaneState(this.store.networks(), this.store.sandboxes(), this.store.endpoints(), {
+    const d = desiredDataplaneState(this.store.networks(), this.store.sandboxes(), this.store.endpoints(), {
       uplinks: this.node.uplinks,
       nodeAddresses: this.nodeAddresses,
     });
+    // ifindexes let the dataplane skip devices it already attached to.
+    const index = new Map(this.plumbing.links().map((l) => [l.name, l.index]));
+    d.endpoints = d.endpoints.map((e) => ({ ...e, ...(index.has(e.hostDev) ? { ifindex: index.get(e.hostDev)! } : {}) }));
+    d.uplinkIndex = Object.fromEntries(d.uplinks.flatMap((u) => (index.has(u) ? [[u, index.get(u)!]] : [])));
+    return d;
   }
 
   async program(): Promise<void> {
@@ -278,14 +283,18 @@ export class ModelService {
       labels: req.labels ?? {},
     };
     let ep: EndpointRecord | undefined;
+    const t0 = performance.now();
     this.store.tx(() => {
       this.store.putSandbox(sb);
       if (mode.kind === 'bridge' && net) ep = this.newEndpoint(net, sb, req.ipv4, req.aliases);
     });
     crashPoint('sandbox-recorded');
+    const t1 = performance.now();
+    let t2 = t1;
     try {
       this.plumbSandbox(sb);
       crashPoint('sandbox-plumbed');
+      t2 = performance.now();
       await this.program();
     } catch (e) {
       this.undo('sandbox create', () => {
@@ -299,7 +308,8 @@ export class ModelService {
       });
       throw e;
     }
-    this.log.info({ sandbox: sb.name, id: sb.id.slice(0, 12), mode: mode.kind, ip: ep?.ipv4, ports: ports.length }, 'sandbox created');
+    const ms = { record: +(t1 - t0).toFixed(2), plumb: +(t2 - t1).toFixed(2), dataplane: +(performance.now() - t2).toFixed(2) };
+    this.log.info({ sandbox: sb.name, id: sb.id.slice(0, 12), mode: mode.kind, ip: ep?.ipv4, ports: ports.length, ms }, 'sandbox created');
     return sb;
   }
 

@@ -20,7 +20,9 @@ export interface DesiredState {
   /** The node's own IPv4 addresses (wildcard frontends match only these). */
   nodeAddresses: string[];
   /** Host-side devices of container endpoints. */
-  endpoints: { hostDev: string }[];
+  endpoints: { hostDev: string; ifindex?: number }[];
+  /** ifindex of each uplink when known (a recreated device gets a new one). */
+  uplinkIndex?: Record<string, number>;
   ports: PublishedPort[];
   /** Container networks: traffic between two different ones is dropped. */
   networks?: DataplaneNetwork[];

@@ -4,7 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { AgentLab } from '../../src/lab/agentlab.js';
+import { AgentLab, CLI } from '../../src/lab/agentlab.js';
+import { ECHO_SCRIPT, PROBE_SCRIPT } from '../../src/lab/lab.js';
+import { UPLINK } from '../../src/lab/topology.js';
 
 interface NetInspect {
   Name: string;
@@ -116,7 +118,7 @@ describe('agent: networks, sandboxes, endpoints', () => {
   });
 
   it('run: signals reach the process', async () => {
-    const child = execa(process.execPath, [(await import('../../src/lab/agentlab.js')).CLI, '--host', lab.host, 'run', '--rm', '--network', 'n1', '--', 'sh', '-c', 'trap "echo got-term; exit 42" TERM; echo ready; while :; do sleep 0.05; done'], { reject: false });
+    const child = execa(process.execPath, [CLI, '--host', lab.host, 'run', '--rm', '--network', 'n1', '--', 'sh', '-c', 'trap "echo got-term; exit 42" TERM; echo ready; while :; do sleep 0.05; done'], { reject: false });
     await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()));
     child.kill('SIGTERM');
     const r = await child;
@@ -188,6 +190,41 @@ describe('agent: networks, sandboxes, endpoints', () => {
     expect(await ping(lab, 'ra', await sbIp(lab, 'rb', 'r1'))).toBe(true);
     // Routed networks are isolated from bridge networks too.
     expect(await ping(lab, 'ra', '10.241.0.2')).toBe(false);
+  });
+
+  it('run -p publishes through the eBPF dataplane: external client reaches it, source IP kept', async () => {
+    const server = execa(process.execPath, [CLI, '--host', lab.host, 'run', '--rm', '--name', 'web', '--network', 'n1', '-p', '8080:80', '-p', '5353:53/udp', '--', process.execPath, ECHO_SCRIPT, '80', 'web'], { reject: false });
+    let udp: ReturnType<typeof execa> | undefined;
+    const ready = (p: ReturnType<typeof execa>, what: string) =>
+      new Promise<void>((resolve, reject) => {
+        p.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+        void p.then((r) => reject(new Error(`${what} exited: ${String(r.stderr)}`)));
+      });
+    try {
+      await ready(server, 'tcp server');
+      udp = execa(process.execPath, [CLI, '--host', lab.host, 'exec', 'web', '--', process.execPath, ECHO_SCRIPT, '53', 'web'], { reject: false });
+      await ready(udp, 'udp server');
+      const [web] = await lab.json<SbInspect[]>('sandbox', 'inspect', 'web');
+      expect(web!.NetworkSettings.Ports['80/tcp']).toEqual([{ HostIp: '0.0.0.0', HostPort: '8080' }]);
+      const tcp = await lab.client.exec(process.execPath, [PROBE_SCRIPT, 'tcp', UPLINK.nodeIp, '8080', 'hi']);
+      expect(tcp.stdout).toContain(`web tcp/80 saw ${UPLINK.clientIp}:`);
+      const u = await lab.client.exec(process.execPath, [PROBE_SCRIPT, 'udp', UPLINK.nodeIp, '5353', 'hi']);
+      expect(u.stdout).toContain(`web udp/53 saw ${UPLINK.clientIp}:`);
+      const ls = await lab.ok('sandbox', 'ls');
+      expect(ls).toMatch(/web\s+n1\s+0\.0\.0\.0:8080->80\/tcp, 0\.0\.0\.0:5353->53\/udp/);
+      // Same host port again: refused at publish time, naming it.
+      const dup = await lab.cli('sandbox', 'create', '--network', 'n1', '-p', '8080:81');
+      expect(dup.code).not.toBe(0);
+      expect(dup.stderr).toMatch(/8080/);
+    } finally {
+      udp?.kill('SIGTERM'); // forwarded to the server (SIGKILL would orphan it, holding the pipe)
+      server.kill('SIGTERM');
+      await Promise.allSettled([server, ...(udp ? [udp] : [])]);
+    }
+    // --rm: the sandbox and its ports are gone; the port is free again.
+    expect((await lab.ok('sandbox', 'ls'))).not.toContain('web');
+    await lab.ok('sandbox', 'create', '--name', 'web2', '--network', 'n1', '-p', '8080:81');
+    await lab.ok('sandbox', 'rm', 'web2');
   });
 
   it('network rm is refused while endpoints exist, naming them', async () => {

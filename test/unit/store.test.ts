@@ -96,8 +96,8 @@ describe('store', () => {
       }`;
     for (const delayMs of [30, 80, 150]) {
       const d = mkdtempSync(join(tmpdir(), 'bpfnet-kill-'));
-      const r = spawnSync('timeout', ['-s', 'KILL', `${delayMs / 1000 + 0.25}`, process.execPath, '--input-type=module', '-e', script, d], { encoding: 'utf8' });
-      expect(r.status, r.stderr).toBe(137);
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, d], { encoding: 'utf8', timeout: 250 + delayMs, killSignal: 'SIGKILL' });
+      expect(r.signal, r.stderr).toBe('SIGKILL');
       const s = Store.open(d);
       const sbs = s.sandboxes();
       const eps = s.endpoints();
@@ -105,12 +105,13 @@ describe('store', () => {
       expect(eps.length).toBe(sbs.length);
       expect(s.ports().length).toBe(sbs.length);
       expect(s.usedAddresses('n1').size).toBe(sbs.length);
+      if (delayMs === 150) expect(sbs.length).toBeGreaterThan(0);
       s.close();
       rmSync(d, { recursive: true, force: true });
     }
   });
 
   it('says what to do when the state dir cannot be used', () => {
-    expect(() => Store.open('/proc/bpfnet-nope')).toThrow(/cannot open state .*--state-dir/);
+    expect(() => Store.open('/etc/hostname/bpfnet')).toThrow(/cannot open state .*--state-dir/);
   });
 });

@@ -28,14 +28,30 @@ export const PROGRAMS = {
 
 export class EbpfDataplane implements Dataplane {
   readonly mode = 'ebpf' as const;
+  /**
+   * What this process attached: "dev@ifindex" -> pin. A device already
+   * carrying the same program is skipped, so one endpoint change costs one
+   * attach, not one per endpoint. Empty after a restart: the first apply
+   * re-attaches everything (replace is atomic, so flows never notice).
+   */
+  private readonly attached = new Map<string, string>();
   constructor(readonly opts: EbpfOptions) {}
 
   get mapDir(): string {
     return mapsDir(this.opts.root);
   }
 
+  /** Objects loaded by this process: their sources do not change under a running agent. */
+  private readonly loaded = new Map<string, LoadedObject>();
+  private pruned = false;
+
   private async load(name: string): Promise<LoadedObject> {
-    return loadObject(name, { root: this.opts.root, progType: 'classifier', ...(this.opts.mapSizes ? { mapSizes: this.opts.mapSizes } : {}) });
+    let o = this.loaded.get(name);
+    if (!o) {
+      o = await loadObject(name, { root: this.opts.root, progType: 'classifier', ...(this.opts.mapSizes ? { mapSizes: this.opts.mapSizes } : {}) });
+      this.loaded.set(name, o);
+    }
+    return o;
   }
 
   async apply(state: DesiredState): Promise<ApplyReport> {
@@ -73,18 +89,28 @@ export class EbpfDataplane implements Dataplane {
     }
 
     const targets = [
-      ...state.uplinks.map((dev) => ({ dev, obj: uplink, prog: PROGRAMS.uplink.prog })),
-      ...state.endpoints.map((e) => ({ dev: e.hostDev, obj: endpoint, prog: PROGRAMS.endpoint.prog })),
+      ...state.uplinks.map((dev) => ({ dev, ifindex: state.uplinkIndex?.[dev], obj: uplink, prog: PROGRAMS.uplink.prog })),
+      ...state.endpoints.map((e) => ({ dev: e.hostDev, ifindex: e.ifindex, obj: endpoint, prog: PROGRAMS.endpoint.prog })),
     ];
+    const keep = new Set<string>();
     for (const t of targets) {
       const pin = t.obj.progs[t.prog];
       if (!pin) throw invalidArgument(`object ${t.obj.name} has no program ${t.prog}`);
+      const key = `${t.dev}@${t.ifindex ?? '?'}`;
+      keep.add(key);
+      if (t.ifindex !== undefined && this.attached.get(key) === pin) continue;
       const a = await attachTc({ netns: this.opts.netns, dev: t.dev, direction: 'ingress', pin });
+      this.attached.set(key, pin);
       report.attached.push({ dev: t.dev, hook: 'tc/ingress', prog: a.progName, progId: a.progId });
     }
-    // Older versions are no longer attached anywhere we manage: unpin them.
-    await pruneVersions(this.opts.root, uplink.name, uplink.hash);
-    await pruneVersions(this.opts.root, endpoint.name, endpoint.hash);
+    for (const k of [...this.attached.keys()]) if (!keep.has(k)) this.attached.delete(k);
+    // Older versions are no longer attached anywhere we manage: unpin them
+    // (once per process: versions only change when the agent is upgraded).
+    if (!this.pruned) {
+      await pruneVersions(this.opts.root, uplink.name, uplink.hash);
+      await pruneVersions(this.opts.root, endpoint.name, endpoint.hash);
+      this.pruned = true;
+    }
     return report;
   }
 
