@@ -294,7 +294,7 @@ describe('loadObject', () => {
     expect(left.filter((n) => n.startsWith('tmp-'))).toEqual([]);
     expect(left).toEqual([]);
     // The maps it asked for were created before loading, and still work.
-    expect((await readdir(mapsDir(fx.root))).sort()).toEqual(['bpfnet_addrs', 'bpfnet_metrics', 'bpfnet_nat_ct', 'bpfnet_ports']);
+    expect((await readdir(mapsDir(fx.root))).sort()).toEqual(['bpfnet_addrs', 'bpfnet_metrics', 'bpfnet_nat_ct', 'bpfnet_nets', 'bpfnet_ports']);
   });
 
   // BUG (src/loader/load.ts, verifierMessage): it keeps only the last log
