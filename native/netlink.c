@@ -8,6 +8,10 @@
  *   netnsDelete(path)               umount (lazy) + unlink; missing is fine
  *   netnsDirRemove(dir)             undo the shared self-bind of a netns dir
  *   sysctlWrite(nsPath|null, rel, value) / sysctlRead(nsPath|null, rel)
+ *   bpfObjGet(path) -> fd           BPF_OBJ_GET of a pinned program/map (for TCA_BPF_FD)
+ *   bpfProgGetFdById(id) -> fd      BPF_PROG_GET_FD_BY_ID
+ *   bpfProgInfo(fd) -> {id, type, name, tag}   BPF_OBJ_GET_INFO_BY_FD of a program
+ *   closeFd(fd)
  *
  * Everything is synchronous: a netlink round trip takes microseconds. A netns
  * is entered with a thread-level setns() on the calling thread and left again
@@ -25,6 +29,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/magic.h>
 #include <linux/netlink.h>
 #include <sched.h>
@@ -36,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -469,6 +475,95 @@ static napi_value sysctl_io(napi_env env, napi_callback_info info, int write_mod
 static napi_value sysctl_write(napi_env env, napi_callback_info info) { return sysctl_io(env, info, 1); }
 static napi_value sysctl_read(napi_env env, napi_callback_info info) { return sysctl_io(env, info, 0); }
 
+/* ---------- bpf objects (for tc attachment over rtnetlink) ---------- */
+
+/*
+ * Only what attaching a pinned program needs: an fd for TCA_BPF_FD, and the
+ * program's identity (id, name, tag) to report. bpf fds are always O_CLOEXEC.
+ * BPF objects are not per-netns, so no setns is involved.
+ */
+static long sys_bpf(int cmd, union bpf_attr *attr, unsigned int size) {
+  return syscall(__NR_bpf, cmd, attr, size);
+}
+
+static napi_value bpf_obj_get(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char path[MAX_PATH];
+  int present;
+  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present)
+    return throw_type(env, "bpfObjGet(path: string)");
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.pathname = (uint64_t)(uintptr_t)path;
+  long fd;
+  do {
+    fd = sys_bpf(BPF_OBJ_GET, &attr, sizeof attr);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return throw_errno(env, errno, "bpf(BPF_OBJ_GET)", path);
+  napi_value out;
+  napi_create_int32(env, (int32_t)fd, &out);
+  return out;
+}
+
+static napi_value bpf_prog_get_fd_by_id(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  uint32_t id = 0;
+  napi_valuetype t = napi_undefined;
+  if (argc >= 1) napi_typeof(env, argv[0], &t);
+  if (t != napi_number || napi_get_value_uint32(env, argv[0], &id) != napi_ok || id == 0)
+    return throw_type(env, "bpfProgGetFdById(id: positive number)");
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.prog_id = id;
+  long fd = sys_bpf(BPF_PROG_GET_FD_BY_ID, &attr, sizeof attr);
+  if (fd < 0) return throw_errno(env, errno, "bpf(BPF_PROG_GET_FD_BY_ID)", NULL);
+  napi_value out;
+  napi_create_int32(env, (int32_t)fd, &out);
+  return out;
+}
+
+static napi_value bpf_prog_info(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int fd;
+  if (argc < 1 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "bpfProgInfo(fd: number)");
+  struct bpf_prog_info pi;
+  memset(&pi, 0, sizeof pi);
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.info.bpf_fd = (uint32_t)fd;
+  attr.info.info_len = sizeof pi;
+  attr.info.info = (uint64_t)(uintptr_t)&pi;
+  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr) < 0)
+    return throw_errno(env, errno, "bpf(BPF_OBJ_GET_INFO_BY_FD)", NULL);
+
+  char name[BPF_OBJ_NAME_LEN + 1];
+  memcpy(name, pi.name, BPF_OBJ_NAME_LEN);
+  name[BPF_OBJ_NAME_LEN] = 0;
+  char tag[2 * BPF_TAG_SIZE + 1];
+  for (int i = 0; i < BPF_TAG_SIZE; i++) snprintf(tag + 2 * i, 3, "%02x", pi.tag[i]);
+
+  napi_value out, v;
+  napi_create_object(env, &out);
+  napi_create_uint32(env, pi.id, &v);
+  napi_set_named_property(env, out, "id", v);
+  napi_create_uint32(env, pi.type, &v);
+  napi_set_named_property(env, out, "type", v);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, out, "name", v);
+  napi_create_string_utf8(env, tag, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, out, "tag", v);
+  return out;
+}
+
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int fd;
+  if (argc < 1 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "closeFd(fd: number)");
+  /* EINTR: the fd is released anyway on Linux; retrying could close another one. */
+  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close", NULL);
+  return NULL;
+}
+
 /* ---------- module ---------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -481,6 +576,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"netnsDirRemove", NULL, netns_dir_remove, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sysctlWrite", NULL, sysctl_write, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sysctlRead", NULL, sysctl_read, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bpfObjGet", NULL, bpf_obj_get, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bpfProgGetFdById", NULL, bpf_prog_get_fd_by_id, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bpfProgInfo", NULL, bpf_prog_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

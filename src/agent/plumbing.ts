@@ -52,6 +52,19 @@ export class Plumbing {
   /** rtnetlink socket in the agent's (the node's) namespace. */
   private readonly rt: Rtnl;
 
+  /** ifindex of host-side devices this process made or saw (saves a link dump per change). */
+  private readonly ifindex = new Map<string, number>();
+
+  /** A device's ifindex: cached, else one RTM_GETLINK. */
+  indexOf(name: string): number | undefined {
+    let i = this.ifindex.get(name);
+    if (i === undefined) {
+      i = this.rt.link(name)?.index;
+      if (i !== undefined) this.ifindex.set(name, i);
+    }
+    return i;
+  }
+
   /** The agent's own namespace, bind-mounted so `run --network host` can enter it. */
   readonly hostNetnsPath: string;
 
@@ -234,6 +247,7 @@ export class Plumbing {
         sysctl(undefined, `net.ipv4.conf.${ep.hostIfName}.proxy_arp`, '1');
         sysctl(undefined, `net.ipv4.conf.${ep.hostIfName}.forwarding`, '1');
       }
+      this.ifindex.set(ep.hostIfName, hostIndex);
       return { hostIndex, peerIndex, present: true };
     } finally {
       rt.close();
@@ -242,6 +256,7 @@ export class Plumbing {
 
   /** Removing the host side removes the pair (and the node's /32 route with it). */
   removeEndpoint(ep: Pick<EndpointRecord, 'id' | 'hostIfName'>): void {
+    this.ifindex.delete(ep.hostIfName);
     const l = this.rt.link(ep.hostIfName);
     if (l && l.alias === epAlias(ep)) this.rt.deleteLink(ep.hostIfName, { ifExists: true });
   }
@@ -279,6 +294,7 @@ export class Plumbing {
   }
 
   deleteLink(name: string): void {
+    this.ifindex.delete(name);
     this.rt.deleteLink(name, { ifExists: true });
   }
 }

@@ -64,9 +64,14 @@ export class ModelService {
       nodeAddresses: this.nodeAddresses,
     });
     // ifindexes let the dataplane skip devices it already attached to.
-    const index = new Map(this.plumbing.links().map((l) => [l.name, l.index]));
-    d.endpoints = d.endpoints.map((e) => ({ ...e, ...(index.has(e.hostDev) ? { ifindex: index.get(e.hostDev)! } : {}) }));
-    d.uplinkIndex = Object.fromEntries(d.uplinks.flatMap((u) => (index.has(u) ? [[u, index.get(u)!]] : [])));
+    d.endpoints = d.endpoints.map((e) => {
+      const i = this.plumbing.indexOf(e.hostDev);
+      return i === undefined ? e : { ...e, ifindex: i };
+    });
+    d.uplinkIndex = Object.fromEntries(d.uplinks.flatMap((u) => {
+      const i = this.plumbing.indexOf(u);
+      return i === undefined ? [] : [[u, i]];
+    }));
     return d;
   }
 

@@ -148,3 +148,51 @@ export const NUD_STATES = {
   permanent: 0x80,
 } as const;
 export const NUD_PERMANENT = 0x80;
+
+// ---------- traffic control (linux/rtnetlink.h, linux/pkt_sched.h, linux/pkt_cls.h) ----------
+
+export const RTM_NEWQDISC = 36;
+export const RTM_DELQDISC = 37;
+export const RTM_GETQDISC = 38;
+export const RTM_NEWTFILTER = 44;
+export const RTM_DELTFILTER = 45;
+export const RTM_GETTFILTER = 46;
+
+// struct tcmsg / TCA_*
+export const TCMSG_LEN = 20;
+export const TCA_KIND = 1;
+export const TCA_OPTIONS = 2;
+export const TCA_CHAIN = 11;
+
+// handles: major:minor in one u32
+export const TC_H_MAJ_MASK = 0xffff0000;
+export const TC_H_MIN_MASK = 0x0000ffff;
+/** == TC_H_INGRESS: the parent of the clsact (and ingress) qdisc. */
+export const TC_H_CLSACT = 0xfffffff1;
+export const TC_H_MIN_INGRESS = 0xfff2;
+export const TC_H_MIN_EGRESS = 0xfff3;
+
+/** Every protocol (host order; tcm_info carries it in network order). */
+export const ETH_P_ALL = 0x0003;
+
+// cls_bpf: TCA_OPTIONS of a "bpf" filter
+export const TCA_BPF_ACT = 1;
+export const TCA_BPF_POLICE = 2;
+export const TCA_BPF_CLASSID = 3;
+export const TCA_BPF_OPS_LEN = 4;
+export const TCA_BPF_OPS = 5;
+export const TCA_BPF_FD = 6;
+export const TCA_BPF_NAME = 7;
+export const TCA_BPF_FLAGS = 8;
+export const TCA_BPF_FLAGS_GEN = 9;
+export const TCA_BPF_TAG = 10;
+export const TCA_BPF_ID = 11;
+/** The program's return value is the action (TC_ACT_*): `direct-action`. */
+export const TCA_BPF_FLAG_ACT_DIRECT = 1;
+// TCA_BPF_FLAGS_GEN / TCA_CLS_FLAGS_*
+export const TCA_CLS_FLAGS_SKIP_HW = 1 << 0;
+export const TCA_CLS_FLAGS_SKIP_SW = 1 << 1;
+export const TCA_CLS_FLAGS_IN_HW = 1 << 2;
+export const TCA_CLS_FLAGS_NOT_IN_HW = 1 << 3;
+
+export const BPF_PROG_TYPE_SCHED_CLS = 3;

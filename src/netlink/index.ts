@@ -1,9 +1,22 @@
 /**
- * bpfnet's rtnetlink layer: links, addresses, routes and neighbours in any
- * network namespace, and the namespaces themselves, through a small native
+ * bpfnet's rtnetlink layer: links, addresses, routes, neighbours and tc
+ * (clsact + cls_bpf) in any network namespace, and the namespaces themselves, through a small native
  * addon (native/netlink.c) instead of a process per step.
  */
-export { Rtnl, checkName, describeRoute, type LinkRef, type LinkOptions, type VethOptions, type SetLinkOptions, type RouteSpec, type RouteFilter } from './rtnl.js';
+export {
+  Rtnl,
+  checkName,
+  describeRoute,
+  type LinkRef,
+  type LinkOptions,
+  type VethOptions,
+  type SetLinkOptions,
+  type RouteSpec,
+  type RouteFilter,
+  type BpfFilterSpec,
+} from './rtnl.js';
+export { clsactParent, directionOfParent, tcHandle, type BpfFilter, type TcDirection } from './tc.js';
+export { bpfObjGet, bpfProgGetFdById, bpfProgInfo, closeFd, withPinnedFd, type BpfProgInfo } from './bpf.js';
 export { createNetns, deleteNetns, removeNetnsDir, sysctl, readSysctl, sysctlPath } from './netns.js';
 export type { Link, Addr, Route, Neigh } from './objects.js';
 export { errnoName, errnoText, netlinkError } from './errors.js';

@@ -1,7 +1,7 @@
 /**
  * Netlink framing without the kernel: nlmsghdr, attributes (TLVs, nested,
  * 4-byte aligned), the fixed rtnetlink headers (ifinfomsg, ifaddrmsg, rtmsg,
- * ndmsg) and NLMSG_ERROR with extended acks. Pure functions over Buffers;
+ * ndmsg, tcmsg) and NLMSG_ERROR with extended acks. Pure functions over Buffers;
  * headers are in host byte order, addresses in network order.
  */
 import os from 'node:os';
@@ -20,6 +20,7 @@ import {
   NLMSGERR_ATTR_MSG,
   NLMSGERR_ATTR_OFFS,
   RTMSG_LEN,
+  TCMSG_LEN,
 } from './constants.js';
 
 const LE = os.endianness() === 'LE';
@@ -296,6 +297,31 @@ export function encodeNdMsg(m: Partial<NdMsg> = {}): Buffer {
 export function decodeNdMsg(b: Buffer): NdMsg {
   need(b, NDMSG_LEN, 'ndmsg');
   return { family: b[0]!, index: readI32(b, 4), state: readU16(b, 8), flags: b[10]!, type: b[11]! };
+}
+
+export interface TcMsg {
+  family: number;
+  index: number;
+  /** Qdisc or filter handle. */
+  handle: number;
+  parent: number;
+  /** Filters: TC_H_MAKE(pref << 16, protocol in network order). */
+  info: number;
+}
+
+export function encodeTcMsg(m: Partial<TcMsg> = {}): Buffer {
+  const b = Buffer.alloc(TCMSG_LEN);
+  b[0] = m.family ?? 0;
+  writeI32(b, m.index ?? 0, 4);
+  writeU32(b, m.handle ?? 0, 8);
+  writeU32(b, m.parent ?? 0, 12);
+  writeU32(b, m.info ?? 0, 16);
+  return b;
+}
+
+export function decodeTcMsg(b: Buffer): TcMsg {
+  need(b, TCMSG_LEN, 'tcmsg');
+  return { family: b[0]!, index: readI32(b, 4), handle: readU32(b, 8), parent: readU32(b, 12), info: readU32(b, 16) };
 }
 
 function need(b: Buffer, len: number, what: string): void {

@@ -1,7 +1,7 @@
 /**
  * The native addon (native/netlink.c): the system calls Node cannot make
- * (AF_NETLINK sockets, setns, unshare, mount). Loaded on first use, so the
- * pure encoders work without it.
+ * (AF_NETLINK sockets, setns, unshare, mount, and the few bpf() commands tc
+ * attachment needs). Loaded on first use, so the pure encoders work without it.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -21,6 +21,24 @@ export interface NetlinkAddon {
   /** relPath is under /proc/sys (e.g. "net/ipv4/ip_forward"). */
   sysctlWrite(nsPath: string | null, relPath: string, value: string): void;
   sysctlRead(nsPath: string | null, relPath: string): string;
+  /** bpf(BPF_OBJ_GET): an fd (O_CLOEXEC) of the object pinned at path; close it with closeFd. */
+  bpfObjGet(path: string): number;
+  /** bpf(BPF_PROG_GET_FD_BY_ID); close it with closeFd. */
+  bpfProgGetFdById(id: number): number;
+  /** bpf(BPF_OBJ_GET_INFO_BY_FD) of a program fd. */
+  bpfProgInfo(fd: number): BpfProgInfo;
+  closeFd(fd: number): void;
+}
+
+/** What bpfProgInfo reports. */
+export interface BpfProgInfo {
+  id: number;
+  /** BPF_PROG_TYPE_* (3: sched_cls). */
+  type: number;
+  /** The kernel's name (at most 15 bytes: longer function names are cut). */
+  name: string;
+  /** 16 hex digits. */
+  tag: string;
 }
 
 /** What the addon throws. */

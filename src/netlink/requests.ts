@@ -1,11 +1,12 @@
 /**
  * rtnetlink requests as bytes, from already resolved arguments (ifindexes,
  * fds). Pure: the Rtnl class resolves names, sets the sequence number and
- * sends them. Defaults follow iproute2 (`ip link/addr/route/neigh`).
+ * sends them. Defaults follow iproute2 (`ip link/addr/route/neigh`, `tc`).
  */
 import {
   AF_INET,
   AF_UNSPEC,
+  ETH_P_ALL,
   IFA_ADDRESS,
   IFA_BROADCAST,
   IFA_LOCAL,
@@ -24,6 +25,7 @@ import {
   NLM_F_ACK,
   NLM_F_CREATE,
   NLM_F_DUMP,
+  NLM_F_ECHO,
   NLM_F_EXCL,
   NLM_F_REPLACE,
   NLM_F_REQUEST,
@@ -53,10 +55,21 @@ import {
   RTM_NEWNEIGH,
   RTM_NEWROUTE,
   RTM_SETLINK,
+  RTM_DELTFILTER,
+  RTM_GETTFILTER,
+  RTM_NEWQDISC,
+  RTM_NEWTFILTER,
   RTN_TYPES,
   RTNH_F_ONLINK,
   RTPROT_BOOT,
   RTPROT_UNSPEC,
+  TC_H_CLSACT,
+  TCA_BPF_FD,
+  TCA_BPF_FLAG_ACT_DIRECT,
+  TCA_BPF_FLAGS,
+  TCA_BPF_NAME,
+  TCA_KIND,
+  TCA_OPTIONS,
   VETH_INFO_PEER,
   type RouteScope,
   type RouteType,
@@ -73,7 +86,9 @@ import {
   encodeMessage,
   encodeNdMsg,
   encodeRtMsg,
+  encodeTcMsg,
 } from './messages.js';
+import { filterInfo, tcHandle } from './tc.js';
 
 const ACKED = NLM_F_REQUEST | NLM_F_ACK;
 const DUMP = NLM_F_REQUEST | NLM_F_DUMP;
@@ -286,4 +301,76 @@ export function neighProxyRequest(cmd: 'add' | 'del', index: number, ip: Buffer)
 /** The neighbour cache, or (proxy) the proxy entries: the kernel keeps them apart. */
 export function dumpNeighRequest(proxy: boolean): Buffer {
   return encodeMessage({ type: RTM_GETNEIGH, flags: DUMP }, encodeNdMsg({ family: AF_INET, flags: proxy ? NTF_PROXY : 0 }));
+}
+
+// ---------- traffic control ----------
+
+/**
+ * RTM_NEWQDISC clsact (parent TC_H_CLSACT, handle ffff:0) with NLM_F_CREATE
+ * only: creates it, or acks an existing clsact without touching it or its
+ * filters. (Another qdisc there, e.g. `ingress`, is EINVAL "Invalid qdisc
+ * name", as with `tc qdisc replace`.)
+ */
+export function clsactRequest(index: number): Buffer {
+  return encodeMessage(
+    { type: RTM_NEWQDISC, flags: ACKED | NLM_F_CREATE },
+    encodeTcMsg({ family: AF_UNSPEC, index, parent: TC_H_CLSACT, handle: tcHandle(TC_H_CLSACT, 0) }),
+    attrString(TCA_KIND, 'clsact'),
+  );
+}
+
+export interface BpfFilterRequestSpec {
+  index: number;
+  /** tcm_parent, e.g. clsactParent('ingress'). */
+  parent: number;
+  /** 1..0xffff */
+  pref: number;
+  /** 1..0xffffffff */
+  handle: number;
+  /** An fd of a loaded sched_cls program; the kernel takes its own reference. */
+  progFd: number;
+  /** TCA_BPF_NAME (shown by `tc filter show`). */
+  name?: string;
+  /** ETH_P_*, host order; default ETH_P_ALL. */
+  protocol?: number;
+  /** Default true (TCA_BPF_FLAG_ACT_DIRECT). */
+  directAction?: boolean;
+  /** NLM_F_ECHO: the kernel answers with the filter as installed. */
+  echo?: boolean;
+}
+
+/**
+ * RTM_NEWTFILTER "bpf" with NLM_F_CREATE|NLM_F_REPLACE: installs the filter
+ * in the (pref, handle) slot, or swaps the program of the one there
+ * atomically, like `tc filter replace ... bpf direct-action`.
+ */
+export function bpfFilterRequest(s: BpfFilterRequestSpec): Buffer {
+  const opts = [attrU32(TCA_BPF_FD, s.progFd)];
+  if (s.name !== undefined) opts.push(attrString(TCA_BPF_NAME, s.name));
+  if (s.directAction ?? true) opts.push(attrU32(TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT));
+  return encodeMessage(
+    { type: RTM_NEWTFILTER, flags: ACKED | NLM_F_CREATE | NLM_F_REPLACE | (s.echo ? NLM_F_ECHO : 0) },
+    encodeTcMsg({ family: AF_UNSPEC, index: s.index, parent: s.parent, handle: s.handle, info: filterInfo(s.pref, s.protocol ?? ETH_P_ALL) }),
+    attrString(TCA_KIND, 'bpf'),
+    attrNested(TCA_OPTIONS, opts),
+  );
+}
+
+/**
+ * RTM_DELTFILTER of the one filter in (pref, handle), any protocol, only if
+ * it is of this kind (else EINVAL). pref must not be 0: that would flush the
+ * whole hook.
+ */
+export function deleteFilterRequest(s: { index: number; parent: number; pref: number; handle: number; kind: string }): Buffer {
+  if (!(Number.isInteger(s.pref) && s.pref >= 1 && s.pref <= 0xffff)) throw new RangeError(`filter pref must be 1..65535, not ${s.pref}`);
+  return encodeMessage(
+    { type: RTM_DELTFILTER, flags: ACKED },
+    encodeTcMsg({ family: AF_UNSPEC, index: s.index, parent: s.parent, handle: s.handle, info: filterInfo(s.pref, 0) }),
+    attrString(TCA_KIND, s.kind),
+  );
+}
+
+/** The filters of one hook (every chain), like `tc filter show dev D ingress`. */
+export function dumpFiltersRequest(index: number, parent: number): Buffer {
+  return encodeMessage({ type: RTM_GETTFILTER, flags: DUMP }, encodeTcMsg({ family: AF_UNSPEC, index, parent }));
 }

@@ -1,6 +1,7 @@
 /**
  * An rtnetlink socket bound to one network namespace: links (bridge, veth,
- * dummy), IPv4 addresses, routes and proxy neighbours. Each operation is a
+ * dummy), IPv4 addresses, routes, proxy neighbours, and tc (the clsact qdisc
+ * and cls_bpf direct-action filters, see tc.ts). Each operation is a
  * synchronous request/ack (~20 µs; one more when a device is given by name),
  * no process spawned.
  *
@@ -31,6 +32,7 @@ import {
   RTM_NEWLINK,
   RTM_NEWNEIGH,
   RTM_NEWROUTE,
+  RTM_NEWTFILTER,
   type RouteScope,
 } from './constants.js';
 import { netlinkError, systemError } from './errors.js';
@@ -40,6 +42,10 @@ import { native } from './native.js';
 import { decodeAddr, decodeLink, decodeNeigh, decodeRoute, type Addr, type Link, type Neigh, type Route } from './objects.js';
 import {
   addrRequest,
+  bpfFilterRequest,
+  clsactRequest,
+  deleteFilterRequest,
+  dumpFiltersRequest,
   deleteLinkRequest,
   dumpAddrsRequest,
   dumpLinksRequest,
@@ -54,6 +60,7 @@ import {
   type LinkTarget,
   type RouteSpecResolved,
 } from './requests.js';
+import { clsactParent, decodeBpfFilter, type BpfFilter, type TcDirection } from './tc.js';
 
 /** A device by name or ifindex. */
 export type LinkRef = string | number;
@@ -122,6 +129,21 @@ export interface RouteFilter {
   table?: number | 'all';
   protocol?: number;
   dev?: LinkRef;
+}
+
+export interface BpfFilterSpec {
+  dev: LinkRef;
+  direction: TcDirection;
+  /** 1..65535: lower runs first. */
+  pref: number;
+  /** 1..0xffffffff: the filter's identity within pref. */
+  handle: number;
+  /** An fd of a loaded sched_cls program (e.g. native bpfObjGet of its pin); the caller keeps and closes it. */
+  progFd: number;
+  /** TCA_BPF_NAME, shown by `tc filter show` (up to 255 bytes). */
+  name?: string;
+  /** Default true: the program's return value is the action (`direct-action`). */
+  directAction?: boolean;
 }
 
 const IF_EXISTS = { ifExists: false };
@@ -312,6 +334,92 @@ export class Rtnl {
     return this.deleting(opts.ifExists, () => this.exchange(neighProxyRequest('del', index, addr), op, ['ENOENT']));
   }
 
+  // ---------- tc: clsact + cls_bpf ----------
+
+  /**
+   * The clsact qdisc on dev (`tc qdisc add dev D clsact`): created when
+   * missing, an existing one (and its filters) left as it is. Another root of
+   * the ingress hook (the `ingress` qdisc) is an error.
+   */
+  ensureClsact(dev: LinkRef): void {
+    const op = `add clsact qdisc dev ${dev}`;
+    try {
+      this.exchange(clsactRequest(this.resolve(dev, op)), op);
+    } catch (e) {
+      if (e instanceof BpfnetError && e.code === 'E_CONFLICT' && e.details.errnoName === 'EEXIST') return;
+      throw e;
+    }
+  }
+
+  /**
+   * A direct-action cls_bpf filter in (pref, handle) of dev's clsact hook
+   * (which must exist: ensureClsact), replacing the program of a filter there
+   * atomically: `tc filter replace dev D ingress pref P handle H bpf
+   * direct-action`. Returns the filter as the kernel installed it.
+   */
+  attachBpfFilter(s: BpfFilterSpec): BpfFilter {
+    const op = `attach bpf filter dev ${s.dev} ${s.direction} pref ${s.pref} handle 0x${hex(s.handle)}`;
+    checkSlot(s.pref, s.handle, op);
+    checkDirection(s.direction, op);
+    if (!(Number.isInteger(s.progFd) && s.progFd >= 0)) throw invalidArgument(`${op}: invalid program fd ${s.progFd}`);
+    if (s.name !== undefined && Buffer.byteLength(s.name) > 255) throw invalidArgument(`${op}: name longer than 255 bytes`);
+    const index = this.resolve(s.dev, op);
+    const parent = clsactParent(s.direction);
+    const req = bpfFilterRequest({ index, parent, pref: s.pref, handle: s.handle, progFd: s.progFd, name: s.name, directAction: s.directAction, echo: true });
+    const echoed = this.exchange(req, op, ['ENOENT'])
+      .filter((m) => m.type === RTM_NEWTFILTER)
+      .map(decodeBpfFilter)
+      .find((f) => f !== undefined && f.pref === s.pref && f.handle === s.handle);
+    if (echoed) return echoed;
+    // A kernel that does not echo: read it back.
+    const listed = this.listBpfFilters(index, s.direction).find((f) => f.pref === s.pref && f.handle === s.handle);
+    if (!listed) throw new BpfnetError('E_NETLINK', `${op}: acknowledged, but the filter is not listed`, { op });
+    return listed;
+  }
+
+  /** The cls_bpf filters on dev's clsact hook (none without clsact), in the kernel's order. */
+  listBpfFilters(dev: LinkRef, direction: TcDirection): BpfFilter[] {
+    const op = `list bpf filters dev ${dev} ${direction}`;
+    checkDirection(direction, op);
+    const index = this.resolve(dev, op);
+    const out: BpfFilter[] = [];
+    for (const m of this.dump(dumpFiltersRequest(index, clsactParent(direction)), op)) {
+      if (m.type !== RTM_NEWTFILTER) continue;
+      const f = decodeBpfFilter(m);
+      if (f) out.push(f);
+    }
+    return out;
+  }
+
+  /**
+   * Deletes the cls_bpf filter in (pref, handle) of dev's clsact hook. Returns
+   * false when there is none (no such filter, a filter of another kind there,
+   * no clsact, or no such device).
+   */
+  detachBpfFilter(dev: LinkRef, direction: TcDirection, pref: number, handle: number): boolean {
+    const op = `detach bpf filter dev ${dev} ${direction} pref ${pref} handle 0x${hex(handle)}`;
+    checkSlot(pref, handle, op);
+    checkDirection(direction, op);
+    let index: number;
+    try {
+      index = this.resolve(dev, op);
+    } catch (e) {
+      if (e instanceof BpfnetError && e.code === 'E_NOT_FOUND') return false;
+      throw e;
+    }
+    const parent = clsactParent(direction);
+    try {
+      this.exchange(deleteFilterRequest({ index, parent, pref, handle, kind: 'bpf' }), op, ['ENOENT']);
+      return true;
+    } catch (e) {
+      if (!(e instanceof BpfnetError)) throw e;
+      if (e.code === 'E_NOT_FOUND') return false;
+      // EINVAL is also "no clsact" and "another kind in that slot": nothing of ours to delete then.
+      if (e.details.errnoName === 'EINVAL' && !this.listBpfFilters(index, direction).some((f) => f.pref === pref && f.handle === handle)) return false;
+      throw e;
+    }
+  }
+
   // ---------- internals ----------
 
   private createSimple(kind: string, name: string, o: LinkOptions): Link {
@@ -452,6 +560,19 @@ export function checkName(name: string, op: string): void {
 
 function checkMtu(mtu: number | undefined, op: string): void {
   if (mtu !== undefined && !(Number.isInteger(mtu) && mtu > 0 && mtu <= 0xffffffff)) throw invalidArgument(`${op}: invalid MTU ${mtu}`, { mtu });
+}
+
+function hex(n: number): string {
+  return typeof n === 'number' && Number.isFinite(n) ? n.toString(16) : String(n);
+}
+
+function checkSlot(pref: number, handle: number, op: string): void {
+  if (!(Number.isInteger(pref) && pref >= 1 && pref <= 0xffff)) throw invalidArgument(`${op}: pref must be 1..65535`, { pref });
+  if (!(Number.isInteger(handle) && handle >= 1 && handle <= 0xffffffff)) throw invalidArgument(`${op}: handle must be 1..0xffffffff`, { handle });
+}
+
+function checkDirection(d: string, op: string): void {
+  if (d !== 'ingress' && d !== 'egress') throw invalidArgument(`${op}: direction must be ingress or egress`, { direction: d });
 }
 
 function openNetns(path: string, op: string): number {
