@@ -46,7 +46,7 @@ export class Client {
     sock.on('close', () => fail(new BpfnetError('E_UNAVAILABLE', `the agent at ${host} closed the connection`)));
   }
 
-  static connect(host: string, timeoutMs = 5000): Promise<Client> {
+  static async connect(host: string, timeoutMs = 5000): Promise<Client> {
     const path = socketPath(host);
     return new Promise((resolve, reject) => {
       const sock = connect(path);

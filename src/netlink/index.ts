@@ -1,7 +1,8 @@
 /**
  * bpfnet's rtnetlink layer: links, addresses, routes, neighbours and tc
- * (clsact + cls_bpf) in any network namespace, and the namespaces themselves, through a small native
- * addon (native/netlink.c) instead of a process per step.
+ * (clsact + cls_bpf) in any network namespace, and the namespaces
+ * themselves, through a small native addon (native/netlink.c) instead of a
+ * process per step.
  */
 export {
   Rtnl,
