@@ -526,6 +526,13 @@ static napi_value bpf_prog_info(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   int fd;
   if (argc < 1 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "bpfProgInfo(fd: number)");
+  /* The same command answers for maps and links, in another struct: make sure it is a program. */
+  char link[64], target[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t tn = readlink(link, target, sizeof target - 1);
+  if (tn < 0) return throw_errno(env, errno, "readlink", link);
+  target[tn] = 0;
+  if (strcmp(target, "anon_inode:bpf-prog") != 0) return throw_errno(env, EINVAL, "bpf(BPF_OBJ_GET_INFO_BY_FD) (not a program)", NULL);
   struct bpf_prog_info pi;
   memset(&pi, 0, sizeof pi);
   union bpf_attr attr;

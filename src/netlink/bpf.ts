@@ -37,6 +37,16 @@ export function bpfProgInfo(fd: number): BpfProgInfo {
   }
 }
 
+/** The identity of the program with this id (fd opened and closed). */
+export function bpfProgInfoById(id: number): BpfProgInfo {
+  const fd = bpfProgGetFdById(id);
+  try {
+    return bpfProgInfo(fd);
+  } finally {
+    closeFd(fd);
+  }
+}
+
 export function closeFd(fd: number): void {
   native().closeFd(fd);
 }

@@ -9,6 +9,7 @@ export {
   checkName,
   describeRoute,
   type LinkRef,
+  type DevRef,
   type LinkOptions,
   type VethOptions,
   type SetLinkOptions,
@@ -17,7 +18,7 @@ export {
   type BpfFilterSpec,
 } from './rtnl.js';
 export { clsactParent, directionOfParent, tcHandle, type BpfFilter, type TcDirection } from './tc.js';
-export { bpfObjGet, bpfProgGetFdById, bpfProgInfo, closeFd, withPinnedFd, type BpfProgInfo } from './bpf.js';
+export { bpfObjGet, bpfProgGetFdById, bpfProgInfo, bpfProgInfoById, closeFd, withPinnedFd, type BpfProgInfo } from './bpf.js';
 export { createNetns, deleteNetns, removeNetnsDir, sysctl, readSysctl, sysctlPath } from './netns.js';
 export type { Link, Addr, Route, Neigh } from './objects.js';
 export { errnoName, errnoText, netlinkError } from './errors.js';

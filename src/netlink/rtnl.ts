@@ -65,6 +65,12 @@ import { clsactParent, decodeBpfFilter, type BpfFilter, type TcDirection } from 
 /** A device by name or ifindex. */
 export type LinkRef = string | number;
 
+/**
+ * For the tc methods: also an already looked-up device (e.g. from link()),
+ * used by its index without another round trip and named in errors.
+ */
+export type DevRef = LinkRef | { index: number; name: string };
+
 export interface LinkOptions {
   mtu?: number;
   mac?: string;
@@ -132,7 +138,7 @@ export interface RouteFilter {
 }
 
 export interface BpfFilterSpec {
-  dev: LinkRef;
+  dev: DevRef;
   direction: TcDirection;
   /** 1..65535: lower runs first. */
   pref: number;
@@ -341,10 +347,10 @@ export class Rtnl {
    * missing, an existing one (and its filters) left as it is. Another root of
    * the ingress hook (the `ingress` qdisc) is an error.
    */
-  ensureClsact(dev: LinkRef): void {
-    const op = `add clsact qdisc dev ${dev}`;
+  ensureClsact(dev: DevRef): void {
+    const op = `add clsact qdisc dev ${devName(dev)}`;
     try {
-      this.exchange(clsactRequest(this.resolve(dev, op)), op);
+      this.exchange(clsactRequest(this.resolveDev(dev, op)), op);
     } catch (e) {
       if (e instanceof BpfnetError && e.code === 'E_CONFLICT' && e.details.errnoName === 'EEXIST') return;
       throw e;
@@ -358,30 +364,30 @@ export class Rtnl {
    * direct-action`. Returns the filter as the kernel installed it.
    */
   attachBpfFilter(s: BpfFilterSpec): BpfFilter {
-    const op = `attach bpf filter dev ${s.dev} ${s.direction} pref ${s.pref} handle 0x${hex(s.handle)}`;
+    const op = `attach bpf filter dev ${devName(s.dev)} ${s.direction} pref ${s.pref} handle 0x${hex(s.handle)}`;
     checkSlot(s.pref, s.handle, op);
     checkDirection(s.direction, op);
     if (!(Number.isInteger(s.progFd) && s.progFd >= 0)) throw invalidArgument(`${op}: invalid program fd ${s.progFd}`);
     if (s.name !== undefined && Buffer.byteLength(s.name) > 255) throw invalidArgument(`${op}: name longer than 255 bytes`);
-    const index = this.resolve(s.dev, op);
+    const index = this.resolveDev(s.dev, op);
     const parent = clsactParent(s.direction);
     const req = bpfFilterRequest({ index, parent, pref: s.pref, handle: s.handle, progFd: s.progFd, name: s.name, directAction: s.directAction, echo: true });
-    const echoed = this.exchange(req, op, ['ENOENT'])
+    const echoed = this.exchange(req, op)
       .filter((m) => m.type === RTM_NEWTFILTER)
       .map(decodeBpfFilter)
       .find((f) => f !== undefined && f.pref === s.pref && f.handle === s.handle);
     if (echoed) return echoed;
     // A kernel that does not echo: read it back.
-    const listed = this.listBpfFilters(index, s.direction).find((f) => f.pref === s.pref && f.handle === s.handle);
+    const listed = this.listBpfFilters({ index, name: devName(s.dev) }, s.direction).find((f) => f.pref === s.pref && f.handle === s.handle);
     if (!listed) throw new BpfnetError('E_NETLINK', `${op}: acknowledged, but the filter is not listed`, { op });
     return listed;
   }
 
   /** The cls_bpf filters on dev's clsact hook (none without clsact), in the kernel's order. */
-  listBpfFilters(dev: LinkRef, direction: TcDirection): BpfFilter[] {
-    const op = `list bpf filters dev ${dev} ${direction}`;
+  listBpfFilters(dev: DevRef, direction: TcDirection): BpfFilter[] {
+    const op = `list bpf filters dev ${devName(dev)} ${direction}`;
     checkDirection(direction, op);
-    const index = this.resolve(dev, op);
+    const index = this.resolveDev(dev, op);
     const out: BpfFilter[] = [];
     for (const m of this.dump(dumpFiltersRequest(index, clsactParent(direction)), op)) {
       if (m.type !== RTM_NEWTFILTER) continue;
@@ -396,13 +402,13 @@ export class Rtnl {
    * false when there is none (no such filter, a filter of another kind there,
    * no clsact, or no such device).
    */
-  detachBpfFilter(dev: LinkRef, direction: TcDirection, pref: number, handle: number): boolean {
-    const op = `detach bpf filter dev ${dev} ${direction} pref ${pref} handle 0x${hex(handle)}`;
+  detachBpfFilter(dev: DevRef, direction: TcDirection, pref: number, handle: number): boolean {
+    const op = `detach bpf filter dev ${devName(dev)} ${direction} pref ${pref} handle 0x${hex(handle)}`;
     checkSlot(pref, handle, op);
     checkDirection(direction, op);
     let index: number;
     try {
-      index = this.resolve(dev, op);
+      index = this.resolveDev(dev, op);
     } catch (e) {
       if (e instanceof BpfnetError && e.code === 'E_NOT_FOUND') return false;
       throw e;
@@ -415,7 +421,7 @@ export class Rtnl {
       if (!(e instanceof BpfnetError)) throw e;
       if (e.code === 'E_NOT_FOUND') return false;
       // EINVAL is also "no clsact" and "another kind in that slot": nothing of ours to delete then.
-      if (e.details.errnoName === 'EINVAL' && !this.listBpfFilters(index, direction).some((f) => f.pref === pref && f.handle === handle)) return false;
+      if (e.details.errnoName === 'EINVAL' && !this.listBpfFilters({ index, name: devName(dev) }, direction).some((f) => f.pref === pref && f.handle === handle)) return false;
       throw e;
     }
   }
@@ -463,6 +469,14 @@ export class Rtnl {
       throw new BpfnetError('E_NOT_FOUND', `${op}: no such device ${t.name} (ENODEV)`, { op, dev: t.name, errno: 19, errnoName: 'ENODEV' });
     }
     return l.index;
+  }
+
+  private resolveDev(dev: DevRef, op: string): number {
+    if (typeof dev === 'object') {
+      if (!Number.isInteger(dev.index) || dev.index <= 0) throw invalidArgument(`${op}: invalid ifindex ${dev.index}`, { value: dev.index });
+      return dev.index;
+    }
+    return this.resolve(dev, op);
   }
 
   private resolveRoute(s: RouteSpec, op: string): RouteSpecResolved {
@@ -560,6 +574,10 @@ export function checkName(name: string, op: string): void {
 
 function checkMtu(mtu: number | undefined, op: string): void {
   if (mtu !== undefined && !(Number.isInteger(mtu) && mtu > 0 && mtu <= 0xffffffff)) throw invalidArgument(`${op}: invalid MTU ${mtu}`, { mtu });
+}
+
+function devName(dev: DevRef): string {
+  return typeof dev === 'object' ? dev.name : String(dev);
 }
 
 function hex(n: number): string {

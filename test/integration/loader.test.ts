@@ -5,14 +5,15 @@
  * backends. Every test gets its own bpffs root and network namespace (with a
  * veth pair d0/d1); all of them are removed in afterAll, pass or fail.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compile } from '../../src/loader/compile.js';
 import { ensureMap, loadObject, mapsDir, progsDir, pruneVersions, type LoadedObject } from '../../src/loader/load.js';
-import { attachTc, detachTc, listTc, TC_HANDLE, TC_PREF, type TcTarget } from '../../src/loader/tc.js';
+import { attachTc, detachTc, ensureClsact, listTc, TC_HANDLE, TC_PREF, type TcAttachment, type TcTarget } from '../../src/loader/tc.js';
+import { Rtnl } from '../../src/netlink/index.js';
 import { attachXdp, detachXdp, getXdp } from '../../src/loader/xdp.js';
 import { testRun } from '../../src/loader/testrun.js';
 import { readPerCpu, TypedMap } from '../../src/maps/map.js';
@@ -324,6 +325,48 @@ describe('loadObject', () => {
 
 // ---- tc ------------------------------------------------------------------------
 
+interface TcFilterJson {
+  protocol: string;
+  pref: number;
+  kind: string;
+  chain: number;
+  options?: {
+    handle?: string;
+    bpf_name?: string;
+    'direct-action'?: boolean;
+    prog?: { id: number; name: string; tag: string };
+  };
+}
+
+/** What iproute2 itself lists on the hook: `tc -j filter show dev D ingress|egress`. */
+async function tcShow(t: TcTarget): Promise<TcFilterJson[]> {
+  const { stdout } = await run('tc', ['-j', 'filter', 'show', 'dev', t.dev, t.direction], { netns: t.netns });
+  return (stdout.trim() ? JSON.parse(stdout) : []) as TcFilterJson[];
+}
+
+/** The filter entries with options (tc also prints one header line per pref). */
+async function tcShowFilters(t: TcTarget): Promise<TcFilterJson[]> {
+  return (await tcShow(t)).filter((f) => f.options);
+}
+
+/** iproute2's view of one of our attachments, field by field. */
+function tcViewOf(a: TcAttachment, name: string): TcFilterJson {
+  return {
+    protocol: 'all',
+    pref: a.pref,
+    kind: 'bpf',
+    chain: 0,
+    options: expect.objectContaining({
+      handle: `0x${a.handle.toString(16)}`,
+      bpf_name: name,
+      'direct-action': true,
+      prog: expect.objectContaining({ id: a.progId, name: a.progName, tag: a.tag }),
+    }) as TcFilterJson['options'],
+  };
+}
+
+const openFds = (): number => readdirSync('/proc/self/fd').length;
+
 describe('tc attachment', () => {
   it('attach is idempotent, replace keeps one filter, detach is idempotent', async () => {
     const fx = await fixture();
@@ -361,6 +404,70 @@ describe('tc attachment', () => {
     expect(await detachTc(t)).toBe(false);
   });
 
+  it('iproute2 sees exactly what was attached: clsact, pref, handle, program id/name/tag, direct-action', async () => {
+    const fx = await fixture();
+    const up = await loadObject('uplink', { root: fx.root });
+    const empty = await loadObject('empty', { root: fx.root });
+    const ing: TcTarget = { netns: fx.netns, dev: 'd0', direction: 'ingress' };
+    const eg: TcTarget = { ...ing, direction: 'egress' };
+    const a = await attachTc({ ...ing, pin: up.progs.from_uplink! });
+    const b = await attachTc({ ...eg, pin: empty.progs.empty_tc!, pref: 200, handle: 7 });
+    expect(a.progId).toBe((await progShow(up.progs.from_uplink!)).id);
+
+    expect(await tcShowFilters(ing)).toEqual([tcViewOf(a, 'from_uplink')]);
+    expect(await tcShowFilters(eg)).toEqual([tcViewOf(b, 'empty_tc')]);
+    // One header entry per pref, then the filter: nothing else on either hook.
+    expect(await tcShow(ing)).toHaveLength(2);
+    const { stdout } = await run('tc', ['-j', 'qdisc', 'show', 'dev', 'd0'], { netns: fx.netns });
+    const qdiscs = JSON.parse(stdout) as { kind: string; handle: string; parent?: string }[];
+    expect(qdiscs.filter((q) => q.kind === 'clsact')).toEqual([expect.objectContaining({ handle: 'ffff:', parent: 'ffff:fff1' })]);
+    // And the kernel runs it: bpftool lists it on d0's tc ingress hook.
+    const net = JSON.parse((await run('bpftool', ['-j', 'net', 'show', 'dev', 'd0'], { netns: fx.netns })).stdout) as { tc?: { id: number; kind: string }[] }[];
+    expect(net.flatMap((r) => r.tc ?? []).map((x) => [x.kind, x.id]).sort()).toEqual([['clsact/egress', b.progId], ['clsact/ingress', a.progId]].sort());
+
+    expect(await detachTc(ing)).toBe(true);
+    expect(await detachTc({ ...eg, pref: 200, handle: 7 })).toBe(true);
+    expect(await tcShowFilters(ing)).toEqual([]);
+    expect(await tcShowFilters(eg)).toEqual([]);
+  });
+
+  it('a filter attached with iproute2 (how bpfnet used to) is listed by its program name, replaced in place and detached', async () => {
+    const fx = await fixture();
+    const empty = await loadObject('empty', { root: fx.root });
+    const up = await loadObject('uplink', { root: fx.root });
+    const t: TcTarget = { netns: fx.netns, dev: 'd1', direction: 'ingress' };
+    await run('tc', ['qdisc', 'replace', 'dev', 'd1', 'clsact'], { netns: fx.netns });
+    await run('tc', ['filter', 'replace', 'dev', 'd1', 'ingress', 'pref', String(TC_PREF), 'handle', `0x${TC_HANDLE.toString(16)}`,
+      'bpf', 'direct-action', 'object-pinned', empty.progs.empty_tc!], { netns: fx.netns });
+    expect((await tcShowFilters(t))[0]?.options?.bpf_name).toBe('empty_tc:[*fsobj]');
+    const listed = await listTc(t);
+    expect(listed).toEqual([{ ...t, pref: TC_PREF, handle: TC_HANDLE, progId: (await progShow(empty.progs.empty_tc!)).id, progName: 'empty_tc', tag: expect.stringMatching(/^[0-9a-f]{16}$/) as string }]);
+
+    const a = await attachTc({ ...t, pin: up.progs.from_uplink! });
+    expect(await listTc(t)).toEqual([a]);
+    expect(await tcShowFilters(t)).toEqual([tcViewOf(a, 'from_uplink')]);
+    expect(await detachTc(t)).toBe(true);
+    expect(await tcShowFilters(t)).toEqual([]);
+  });
+
+  it('ensureClsact keeps what is attached; detaching one hook leaves the other', async () => {
+    const fx = await fixture();
+    const empty = await loadObject('empty', { root: fx.root });
+    const ing: TcTarget = { netns: fx.netns, dev: 'd0', direction: 'ingress' };
+    const eg: TcTarget = { ...ing, direction: 'egress' };
+    await ensureClsact({ netns: fx.netns, dev: 'd0' });
+    await ensureClsact({ netns: fx.netns, dev: 'd0' });
+    const a = await attachTc({ ...ing, pin: empty.progs.empty_tc! });
+    const b = await attachTc({ ...eg, pin: empty.progs.empty_tc! });
+    await ensureClsact({ netns: fx.netns, dev: 'd0' });
+    expect(await listTc(ing)).toEqual([a]);
+    expect(await listTc(eg)).toEqual([b]);
+    expect(await detachTc(ing)).toBe(true);
+    expect(await listTc(ing)).toEqual([]);
+    expect(await listTc(eg)).toEqual([b]);
+    expect(await detachTc(eg)).toBe(true);
+  });
+
   it('detach removes only bpfnet\'s filter', async () => {
     const fx = await fixture();
     const empty = await loadObject('empty', { root: fx.root });
@@ -374,7 +481,66 @@ describe('tc attachment', () => {
     expect(await listTc(t)).toEqual([]);
   });
 
-  it('a missing device is E_NOT_FOUND', async () => {
+  it('a filter of another kind in bpfnet\'s slot: attach is refused, detach leaves it alone', async () => {
+    const fx = await fixture();
+    const empty = await loadObject('empty', { root: fx.root });
+    const t: TcTarget = { netns: fx.netns, dev: 'd1', direction: 'ingress' };
+    await run('tc', ['qdisc', 'replace', 'dev', 'd1', 'clsact'], { netns: fx.netns });
+    await run('tc', ['filter', 'add', 'dev', 'd1', 'ingress', 'pref', String(TC_PREF), 'protocol', 'all', 'u32', 'match', 'u32', '0', '0'], { netns: fx.netns });
+    const e = await rejection(attachTc({ ...t, pin: empty.progs.empty_tc! }));
+    expect(e.code).toBe('E_NETLINK');
+    expect(e.message).toContain('Specified filter kind does not match existing one');
+    expect(await listTc(t)).toEqual([]);
+    expect(await detachTc(t)).toBe(false);
+    expect((await tcShow(t)).filter((f) => f.kind === 'u32').length).toBeGreaterThan(0);
+  });
+
+  it('refuses pins that are not tc programs, and closes every fd it opened', async () => {
+    const fx = await fixture();
+    const empty = await loadObject('empty', { root: fx.root });
+    await loadObject('uplink', { root: fx.root }); // pins the maps
+    const t: TcTarget = { netns: fx.netns, dev: 'd1', direction: 'ingress' };
+    const before = openFds();
+    const xdp = await rejection(attachTc({ ...t, pin: empty.progs.empty_xdp! }));
+    expect(xdp.code).toBe('E_INVALID_ARGUMENT');
+    expect(xdp.message).toMatch(/not a tc \(sched_cls\) program/);
+    const map = await rejection(attachTc({ ...t, pin: join(mapsDir(fx.root), 'bpfnet_ports') }));
+    expect(map.code).toBe('E_INVALID_ARGUMENT');
+    expect((await rejection(attachTc({ ...t, pin: join(fx.root, 'no-such-pin') }))).code).toBe('E_NOT_FOUND');
+    expect(openFds()).toBe(before);
+    // Refused before anything changed on the device: not even a clsact.
+    const qdiscs = async (): Promise<string[]> =>
+      (JSON.parse((await run('tc', ['-j', 'qdisc', 'show', 'dev', 'd1'], { netns: fx.netns })).stdout) as { kind: string }[]).map((q) => q.kind);
+    expect(await qdiscs()).not.toContain('clsact');
+    for (let i = 0; i < 20; i++) await attachTc({ ...t, pin: empty.progs.empty_tc! });
+    await listTc(t);
+    await detachTc(t);
+    expect(await detachTc(t)).toBe(false);
+    expect(openFds()).toBe(before);
+    expect(await qdiscs()).toContain('clsact');
+  });
+
+  it('attaches to many new devices in a row, each with exactly our filter', async () => {
+    const fx = await fixture();
+    const ep = await loadObject('endpoint', { root: fx.root });
+    const pin = Object.values(ep.progs)[0]!;
+    const r = Rtnl.open(fx.netns);
+    try {
+      for (let i = 0; i < 40; i++) {
+        r.createVeth({ name: `tv${i}`, peerName: `tp${i}`, up: true });
+        await attachTc({ netns: fx.netns, dev: `tv${i}`, direction: 'ingress', pin });
+      }
+      // Every new device carries exactly our filter (timing lives in bench/, not here).
+      for (let i = 0; i < 40; i++) {
+        const l = await listTc({ netns: fx.netns, dev: `tv${i}`, direction: 'ingress' });
+        expect(l.map((a) => [a.pref, a.handle])).toEqual([[TC_PREF, TC_HANDLE]]);
+      }
+    } finally {
+      r.close();
+    }
+  });
+
+  it('a missing device is E_NOT_FOUND, and detaching from it is a no-op', async () => {
     const fx = await fixture();
     const empty = await loadObject('empty', { root: fx.root });
     const t: TcTarget = { netns: fx.netns, dev: 'nope0', direction: 'ingress' };
@@ -382,6 +548,8 @@ describe('tc attachment', () => {
     expect(e.code).toBe('E_NOT_FOUND');
     expect(e.message).toBe(`device nope0 not found in netns ${fx.netns}`);
     expect((await rejection(listTc(t))).code).toBe('E_NOT_FOUND');
+    expect((await rejection(ensureClsact(t))).message).toBe(`device nope0 not found in netns ${fx.netns}`);
+    expect(await detachTc(t)).toBe(false);
   });
 });
 
