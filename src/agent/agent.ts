@@ -16,6 +16,7 @@ import { ApiServer } from './server.js';
 import { handlers } from './handlers.js';
 import { netnsDir, type AgentConfig } from './config.js';
 import { VERSION } from '../util/version.js';
+import { BpfnetError } from '../util/errors.js';
 
 export interface RunningAgent {
   service: ModelService;
@@ -46,7 +47,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
     if (!rt.link(u)) {
       store.close();
       rt.close();
-      throw new (await import('../util/errors.js')).BpfnetError('E_NOT_FOUND', `uplink device ${u} does not exist in the agent's network namespace; pass --uplink with one of: ${rt.links().map((l) => l.name).join(', ')}`);
+      throw new BpfnetError('E_NOT_FOUND', `uplink device ${u} does not exist in the agent's network namespace; pass --uplink with one of: ${rt.links().map((l) => l.name).join(', ')}`);
     }
   }
   // The agent owns forwarding in its namespace: containers are routed through it.

@@ -37,3 +37,23 @@ export function parseFormat(f: string | undefined): Format {
   if (f === 'json') return 'json';
   throw new Error(`unknown --format "${f}": use table or json`);
 }
+
+/** One failed item of a multi-item command (rm a b c): reported, the rest go on. */
+export function reportError(e: unknown): void {
+  const code = typeof e === 'object' && e !== null && 'code' in e ? ` [${String((e as { code: unknown }).code)}]` : '';
+  process.stderr.write(`bpfnet: ${(e as Error).message}${code}\n`);
+}
+
+/** Runs fn for each ref, reporting failures; exit code 1 if any failed. */
+export async function eachRef(refs: string[], fn: (ref: string) => Promise<void>): Promise<void> {
+  let failed = 0;
+  for (const ref of refs) {
+    try {
+      await fn(ref);
+    } catch (e) {
+      failed++;
+      reportError(e);
+    }
+  }
+  if (failed) process.exitCode = 1;
+}

@@ -1,6 +1,6 @@
 /** `bpfnet network ...`: Docker's `docker network` commands, same flags and JSON. */
 import { Command } from 'commander';
-import { call, collect, json, out, parseFormat } from './api.js';
+import { call, collect, eachRef, json, out, parseFormat } from './api.js';
 import { networkRec, sandboxRec, endpointRec } from '../agent/handlers.js';
 import { networkInspect, networkSummary, formatTable } from '../model/inspect.js';
 import { parseKeyValues } from '../model/names.js';
@@ -73,17 +73,10 @@ export function networkCommand(): Command {
     .description('remove networks (refused while sandboxes are attached)')
     .argument('<network...>', 'names or ids')
     .action(async (refs: string[], _o: unknown, c: Command) => {
-      let failed = 0;
-      for (const ref of refs) {
-        try {
-          await call(c, 'NetworkRemove', { ref });
-          out(`${ref}\n`);
-        } catch (e) {
-          failed++;
-          process.stderr.write(`bpfnet: ${(e as Error).message}${'code' in (e as object) ? ` [${(e as { code: string }).code}]` : ''}\n`);
-        }
-      }
-      if (failed) process.exitCode = 1;
+      await eachRef(refs, async (ref) => {
+        await call(c, 'NetworkRemove', { ref });
+        out(`${ref}\n`);
+      });
     });
 
   cmd

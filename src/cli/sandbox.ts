@@ -6,7 +6,7 @@
  */
 import { Command } from 'commander';
 import { spawn } from 'node:child_process';
-import { call, collect, json, out, parseFormat } from './api.js';
+import { call, collect, eachRef, json, out, parseFormat } from './api.js';
 import { networkRec, sandboxRec, endpointRec } from '../agent/handlers.js';
 import { sandboxInspect, formatTable } from '../model/inspect.js';
 import { formatPortList } from '../model/portspec.js';
@@ -157,17 +157,10 @@ export function sandboxCommand(): Command {
     .argument('<sandbox...>')
     .option('-f, --force', 'also when other sandboxes share its namespace')
     .action(async (refs: string[], o: { force?: boolean }, c: Command) => {
-      let failed = 0;
-      for (const ref of refs) {
-        try {
-          await call(c, 'SandboxRemove', { ref, force: !!o.force });
-          out(`${ref}\n`);
-        } catch (e) {
-          failed++;
-          process.stderr.write(`bpfnet: ${(e as Error).message}${'code' in (e as object) ? ` [${(e as { code: string }).code}]` : ''}\n`);
-        }
-      }
-      if (failed) process.exitCode = 1;
+      await eachRef(refs, async (ref) => {
+        await call(c, 'SandboxRemove', { ref, force: !!o.force });
+        out(`${ref}\n`);
+      });
     });
 
   return cmd;
