@@ -12,6 +12,7 @@
  *   bpfProgGetFdById(id) -> fd      BPF_PROG_GET_FD_BY_ID
  *   bpfProgInfo(fd) -> {id, type, name, tag}   BPF_OBJ_GET_INFO_BY_FD of a program
  *   closeFd(fd)
+ *   listenInNetns(nsPath, 'udp'|'tcp', addr, port) -> fd   an IPv4 server socket bound inside a netns
  *
  * Everything is synchronous: a netlink round trip takes microseconds. A netns
  * is entered with a thread-level setns() on the calling thread and left again
@@ -32,6 +33,8 @@
 #include <linux/bpf.h>
 #include <linux/magic.h>
 #include <linux/netlink.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -571,6 +574,66 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---------- server sockets in a netns ---------- */
+
+/*
+ * listenInNetns(nsPath, type, addr, port) -> fd: an IPv4 socket (UDP or
+ * TCP) created, bound and (TCP) listening inside the netns at nsPath, for
+ * Node to adopt (dgram bind({fd}), net listen({fd})). A socket stays in the
+ * netns it was created in, so the process can serve a sandbox's loopback
+ * address (the embedded DNS server's 127.0.0.11:53) from its own netns.
+ * Only socket() needs the netns; bind and listen happen after returning to
+ * the original one (they act on the socket's own netns). Non-blocking,
+ * close-on-exec, SO_REUSEADDR.
+ */
+#define LISTEN_BACKLOG 128
+
+static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
+  GET_ARGS(4);
+  static const char *usage = "listenInNetns(nsPath: string, type: 'udp' | 'tcp', addr: IPv4 string, port: number)";
+  char path[MAX_PATH], type[8], addr[INET_ADDRSTRLEN + 1];
+  int present;
+  if (argc < 4 || get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present ||
+      get_opt_string(env, argv[1], argc, 1, type, sizeof type, &present) < 0 || !present ||
+      get_opt_string(env, argv[2], argc, 2, addr, sizeof addr, &present) < 0 || !present)
+    return throw_type(env, usage);
+  int stype;
+  if (strcmp(type, "udp") == 0) stype = SOCK_DGRAM;
+  else if (strcmp(type, "tcp") == 0) stype = SOCK_STREAM;
+  else return throw_type(env, usage);
+  napi_valuetype t;
+  napi_typeof(env, argv[3], &t);
+  uint32_t port;
+  if (t != napi_number || napi_get_value_uint32(env, argv[3], &port) != napi_ok || port > 65535) return throw_type(env, usage);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) return throw_type(env, usage);
+
+  int orig;
+  const char *failed;
+  int r = ns_enter(path, &orig, &failed);
+  if (r < 0) return throw_errno(env, -r, failed, path);
+  int fd = socket(AF_INET, stype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int e = errno;
+  ns_leave(env, orig);
+  if (fd < 0) return throw_errno(env, e, "socket", NULL);
+
+  int one = 1;
+  const char *op = NULL;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) op = "setsockopt SO_REUSEADDR";
+  else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) op = "bind";
+  else if (stype == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) < 0) op = "listen";
+  if (op) {
+    e = errno;
+    close(fd);
+    char where[MAX_PATH + 64];
+    snprintf(where, sizeof where, "%s:%u in %s", addr, port, path);
+    return throw_errno(env, e, op, where);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
 /* ---------- module ---------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -587,6 +650,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"bpfProgGetFdById", NULL, bpf_prog_get_fd_by_id, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bpfProgInfo", NULL, bpf_prog_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listenInNetns", NULL, listen_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

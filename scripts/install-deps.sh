@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what bpfnet needs on a Debian machine, only when it is missing:
 # clang/llvm (BPF compiler), libbpf headers, bpftool, iproute2 (ip, tc),
-# iptables, nftables, ping, a C toolchain for the native addon, and the npm
+# iptables, nftables, ping, dig, a C toolchain for the native addon, and the npm
 # dependencies. Mounts bpffs if absent. With BENCH=1 (make bench) also the
 # CNI reference plugins the setup benchmark compares against.
 # Idempotent and quiet when everything is already there.
@@ -25,6 +25,8 @@ have gcc || need+=(gcc)
 have g++ || need+=(g++)
 have make || need+=(make)
 have python3 || need+=(python3)
+# dig: the embedded DNS server's integration test queries it as a real client.
+have dig || need+=(dnsutils)
 # Only for the benchmarks (make bench sets BENCH=1): bench/setup.ts compares
 # sandbox setup against the CNI reference plugins (bridge, host-local).
 if [ "${BENCH:-}" = 1 ]; then

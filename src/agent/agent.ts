@@ -17,11 +17,21 @@ import { handlers } from './handlers.js';
 import { netnsDir, type AgentConfig } from './config.js';
 import { VERSION } from '../util/version.js';
 import { BpfnetError } from '../util/errors.js';
+import { DnsRegistry, DnsServer } from '../dns/index.js';
+import { upstreamNameservers } from '../model/sandboxfiles.js';
 
 export interface RunningAgent {
   service: ModelService;
   server: ApiServer;
   stop(): Promise<void>;
+}
+
+function readResolvConf(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 function readEphemeral(): [number, number] {
@@ -56,6 +66,9 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
   const plumbing = new Plumbing(netnsDir(cfg));
   await plumbing.bindHostNetns();
   const dataplane = new EbpfDataplane({ root: cfg.bpffsRoot });
+  const registry = new DnsRegistry();
+  const upstreams = upstreamNameservers(readResolvConf(cfg.resolvConf)).map((u) => ({ addr: u.addr }));
+  const dns = cfg.embeddedDns ? new DnsServer({ registry, upstreams, logger: log.child({ component: 'dns' }) }) : undefined;
   const service = new ModelService(cfg, store, plumbing, dataplane, log, {
     uplinks,
     addresses: () =>
@@ -65,20 +78,21 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
         .filter((a) => !a.startsWith('127.')),
     routes: () => rt.routes({}).map((r) => r.dst).filter((d) => d !== 'default'),
     ephemeral: readEphemeral,
-  });
+  }, dns ? { registry, server: dns } : undefined);
   service.ensurePredefined();
   const rec = await service.reconcile();
   log.info({ ...rec, ms: Math.round(performance.now() - t0) }, 'reconciled');
 
   const server = new ApiServer(cfg.socket, handlers(service, { started, uplinks, version: VERSION }), log);
   await server.listen();
-  log.info({ socket: cfg.socket, state: store.path, bpffs: cfg.bpffsRoot, uplinks, dataplane: cfg.dataplane, version: VERSION }, 'agent ready');
+  log.info({ socket: cfg.socket, state: store.path, bpffs: cfg.bpffsRoot, uplinks, dataplane: cfg.dataplane, embeddedDns: cfg.embeddedDns, dnsUpstreams: upstreams.map((u) => u.addr), version: VERSION }, 'agent ready');
 
   return {
     service,
     server,
     async stop() {
       await server.close();
+      await dns?.close();
       plumbing.close();
       rt.close();
       store.close();

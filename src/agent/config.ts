@@ -23,6 +23,12 @@ export interface AgentConfig {
   /** Host resolv.conf the sandboxes' files derive from. */
   resolvConf: string;
   logLevel: string;
+  /**
+   * Serve DNS at 127.0.0.11:53 inside sandboxes on user-defined networks and
+   * point their resolv.conf at it. Off by default until the resolver moves
+   * off port 53 (it would take 0.0.0.0:53 from the sandbox's own servers).
+   */
+  embeddedDns: boolean;
 }
 
 export function defaultConfig(): AgentConfig {
@@ -36,6 +42,7 @@ export function defaultConfig(): AgentConfig {
     defaultBridge: 'bpfnet0',
     resolvConf: '/etc/resolv.conf',
     logLevel: 'info',
+    embeddedDns: false,
   };
 }
 

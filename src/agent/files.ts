@@ -9,19 +9,14 @@ import { renderHostname, renderHosts, renderResolvConf, resolvModeFor } from '..
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../model/types.js';
 import { sandboxFilesDir, type AgentConfig } from './config.js';
 
-/**
- * Docker points sandboxes on user-defined networks at its embedded DNS
- * server (127.0.0.11). Until bpfnet's embedded server runs, they get the
- * default bridge's file (the host's servers minus loopback ones), so name
- * resolution keeps working.
- */
-export const EMBEDDED_DNS = false;
 
 export function writeSandboxFiles(cfg: AgentConfig, sb: SandboxRecord, eps: EndpointRecord[], nets: NetworkRecord[], hostResolvConf: string): string {
   const dir = sandboxFilesDir(cfg, sb.id);
   mkdirSync(dir, { recursive: true, mode: 0o755 });
+  // User-defined networks: nameserver 127.0.0.11 (the agent's embedded DNS),
+  // options ndots:0; without it, the default bridge's file (host's minus loopback).
   let mode = resolvModeFor(sb.mode, nets);
-  if (mode === 'internal' && !EMBEDDED_DNS) mode = 'legacy';
+  if (mode === 'internal' && !cfg.embeddedDns) mode = 'legacy';
   writeFileSync(join(dir, 'hostname'), renderHostname(sb.hostname));
   writeFileSync(join(dir, 'hosts'), renderHosts({ hostname: sb.hostname, addresses: eps.map((e) => e.ipv4), ipv6: true }));
   writeFileSync(join(dir, 'resolv.conf'), renderResolvConf({ mode, hostResolvConf, ...(sb.dns.length ? { dns: sb.dns } : {}) }));

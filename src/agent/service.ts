@@ -21,6 +21,8 @@ import { Plumbing, epAlias, netAlias } from './plumbing.js';
 import { writeSandboxFiles, removeSandboxFiles } from './files.js';
 import type { Messages } from '../api/generated/types.js';
 import { crashPoint } from '../util/crash.js';
+import type { DnsRegistry, DnsServer } from '../dns/index.js';
+import { upstreamNameservers } from '../model/sandboxfiles.js';
 
 type Req<N extends keyof Messages> = Messages[N];
 
@@ -43,7 +45,46 @@ export class ModelService {
     readonly dataplane: Dataplane,
     readonly log: Logger,
     readonly node: { uplinks: string[]; addresses: () => string[]; routes: () => string[]; ephemeral: () => [number, number] },
+    readonly dns?: { registry: DnsRegistry; server: DnsServer },
   ) {}
+
+  // ---- embedded DNS ------------------------------------------------------------
+
+  /** User-defined networks get names (Docker's default bridge has none). */
+  private dnsNetworks(eps: EndpointRecord[]): { ep: EndpointRecord; net: NetworkRecord }[] {
+    return eps
+      .map((ep) => ({ ep, net: this.store.network(ep.networkId) }))
+      .filter((x): x is { ep: EndpointRecord; net: NetworkRecord } => !!x.net && !x.net.predefined && (x.net.driver === 'bridge' || x.net.driver === 'routed'));
+  }
+
+  /**
+   * Names in the registry and the resolver at 127.0.0.11 inside the sandbox,
+   * as its endpoints now are; removed when it has no user-defined network.
+   */
+  async syncDns(sb: SandboxRecord, eps: EndpointRecord[] = this.store.endpoints({ sandboxId: sb.id })): Promise<void> {
+    if (!this.dns || sb.mode.kind !== 'bridge') return;
+    const nets = this.dnsNetworks(eps);
+    if (!nets.length) {
+      await this.dropDns(sb.id);
+      return;
+    }
+    this.dns.registry.setSandbox({
+      sandboxId: sb.id,
+      name: sb.name,
+      hostname: sb.hostname,
+      networks: nets.map(({ ep, net }) => ({ networkId: net.id, networkName: net.name, ip: ep.ipv4, aliases: ep.aliases })),
+    });
+    const internal = nets.every(({ net }) => net.internal);
+    const upstreams = sb.dns.length ? upstreamNameservers('', sb.dns).map((u) => ({ addr: u.addr })) : undefined;
+    await this.dns.server.attach(sb.id, sb.netnsPath, { internal, ...(upstreams ? { upstreams } : {}) });
+  }
+
+  /** Before the namespace goes: open sockets would keep it (and its veth) alive. */
+  private async dropDns(sandboxId: string): Promise<void> {
+    if (!this.dns) return;
+    this.dns.registry.removeSandbox(sandboxId);
+    await this.dns.server.detach(sandboxId);
+  }
 
   // ---- lookups ---------------------------------------------------------------
 
@@ -299,9 +340,11 @@ export class ModelService {
     try {
       this.plumbSandbox(sb);
       crashPoint('sandbox-plumbed');
+      await this.syncDns(sb);
       t2 = performance.now();
       await this.program();
     } catch (e) {
+      await this.dropDns(sb.id).catch(() => undefined);
       this.undo('sandbox create', () => {
         if (ep) this.plumbing.removeEndpoint(ep);
         this.plumbing.removeSandboxNetns(sb);
@@ -390,6 +433,7 @@ export class ModelService {
       for (const e of eps) this.store.deleteEndpoint(e.id);
       this.store.deleteSandbox(sb.id);
     });
+    await this.dropDns(sb.id);
     for (const e of eps) this.plumbing.removeEndpoint(e);
     this.plumbing.removeSandboxNetns(sb);
     removeSandboxFiles(this.cfg, sb.id);
@@ -418,10 +462,12 @@ export class ModelService {
     });
     try {
       this.plumbSandbox(sb);
+      await this.syncDns(sb);
       await this.program();
     } catch (e) {
       this.undo('network connect', () => this.plumbing.removeEndpoint(ep));
       this.store.tx(() => this.store.deleteEndpoint(ep.id));
+      await this.syncDns(sb).catch(() => undefined);
       throw e;
     }
     this.log.info({ network: net.name, sandbox: sb.name, ip: ep.ipv4, ifName: ep.ifName }, 'connected');
@@ -438,6 +484,7 @@ export class ModelService {
     const rest = this.store.endpoints({ sandboxId: sb.id });
     this.syncDefaultRoute(sb, rest);
     this.writeFiles(sb, rest);
+    await this.syncDns(sb, rest);
     await this.program();
     this.log.info({ network: net.name, sandbox: sb.name }, 'disconnected');
   }
@@ -485,6 +532,7 @@ export class ModelService {
       }
       const before = Plumbing.netnsAlive(sb.netnsPath);
       this.plumbSandbox(sb);
+      await this.syncDns(sb);
       if (!before && sb.netnsPath) created++;
     }
     await this.program();

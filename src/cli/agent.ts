@@ -19,7 +19,8 @@ export function agentCommand(): Command {
     .option('--default-subnet <cidr>', 'subnet of the default network (default: first free Docker pool)')
     .option('--resolv-conf <file>', "the node's resolv.conf, source of the sandboxes'", d.resolvConf)
     .option('--log-level <level>', 'trace, debug, info, warn, error', d.logLevel)
-    .action(async (o: { stateDir: string; runDir: string; bpffsRoot: string; uplink: string[]; dataplane: string; defaultBridge: string; defaultSubnet?: string; resolvConf: string; logLevel: string }, c: Command) => {
+    .option('--embedded-dns', 'serve names at 127.0.0.11:53 inside sandboxes on user-defined networks (experimental: takes port 53 there)')
+    .action(async (o: { stateDir: string; runDir: string; bpffsRoot: string; uplink: string[]; dataplane: string; defaultBridge: string; defaultSubnet?: string; resolvConf: string; logLevel: string; embeddedDns?: boolean }, c: Command) => {
       if (o.dataplane !== 'ebpf') throw invalidArgument(`--dataplane ${o.dataplane} is not available yet; this build has: ebpf`);
       const host = (c.optsWithGlobals() as { host?: string }).host ?? process.env['BPFNET_HOST'];
       const cfg: AgentConfig = {
@@ -33,6 +34,7 @@ export function agentCommand(): Command {
         defaultSubnet: o.defaultSubnet,
         resolvConf: o.resolvConf,
         logLevel: o.logLevel,
+        embeddedDns: !!o.embeddedDns,
       };
       const agent = await startAgent(cfg);
       await new Promise<void>((resolve) => {

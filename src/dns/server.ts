@@ -26,6 +26,7 @@
  * connection (answered as they complete), idle connections closed.
  */
 import type dgram from 'node:dgram';
+import { setMaxListeners } from 'node:events';
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { Answer } from 'dns-packet';
@@ -154,8 +155,8 @@ export class DnsServer {
   private readonly idleMs: number;
   private readonly ttl: number;
   private readonly sandboxes = new Map<string, Attached>();
-  /** Attaches in progress (so a concurrent attach/detach of the same sandbox waits). */
-  private readonly pending = new Map<string, Promise<void>>();
+  /** The last attach/detach queued per sandbox (they run one at a time, in call order). */
+  private readonly queue = new Map<string, Promise<void>>();
   /** Counters of detached sandboxes, so totals never go backwards. */
   private readonly retired = zero();
   private closed = false;
@@ -186,19 +187,23 @@ export class DnsServer {
    * E_NETNS when the netns cannot be entered, E_CONFLICT when something
    * else holds 127.0.0.11:53/tcp there.
    */
-  async attach(sandboxId: string, nsPath: string, opts: AttachOptions): Promise<void> {
-    await this.settle(sandboxId);
-    const p = this.doAttach(sandboxId, nsPath, opts);
-    this.pending.set(sandboxId, p);
-    try {
-      await p;
-    } finally {
-      if (this.pending.get(sandboxId) === p) this.pending.delete(sandboxId);
-    }
+  attach(sandboxId: string, nsPath: string, opts: AttachOptions): Promise<void> {
+    return this.serialize(sandboxId, () => this.doAttach(sandboxId, nsPath, opts));
   }
 
-  private async settle(sandboxId: string): Promise<void> {
-    for (let p = this.pending.get(sandboxId); p; p = this.pending.get(sandboxId)) await p.catch(() => undefined);
+  /** Runs attach/detach of one sandbox one after the other, in call order. */
+  private serialize<T>(sandboxId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.queue.get(sandboxId) ?? Promise.resolve();
+    const next = prev.then(fn);
+    const tail = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.queue.set(sandboxId, tail);
+    void tail.then(() => {
+      if (this.queue.get(sandboxId) === tail) this.queue.delete(sandboxId);
+    });
+    return next;
   }
 
   private async doAttach(sandboxId: string, nsPath: string, opts: AttachOptions): Promise<void> {
@@ -210,17 +215,22 @@ export class DnsServer {
     }
     if (cur) await this.doDetach(sandboxId);
 
+    let ref: Attached | undefined;
     // adoptUdp/adoptTcp own the fd they are given (and close it when they fail).
     const udp = await adoptUdp(listenInNetns(nsPath, 'udp', this.address, this.port));
     let tcp: net.Server;
     try {
-      tcp = await adoptTcp(listenInNetns(nsPath, 'tcp', this.address, this.port), (c) => this.onConnection(sandboxId, c));
+      // Connections accepted before the record below exists are closed (the client retries).
+      tcp = await adoptTcp(listenInNetns(nsPath, 'tcp', this.address, this.port), (c) => (ref ? this.onConnection(ref, c) : c.destroy()), { allowHalfOpen: true });
     } catch (e) {
       udp.close();
       throw e;
     }
     const conns = new Set<net.Socket>();
-    const sb: Attached = { sandboxId, nsPath, opts: copyOpts(opts), udp, tcp, conns, inflight: 0, counters: zero(), abort: new AbortController(), lastWarn: 0 };
+    const abort = new AbortController();
+    setMaxListeners(0, abort.signal); // one listener per forwarded query in flight
+    const sb: Attached = { sandboxId, nsPath, opts: copyOpts(opts), udp, tcp, conns, inflight: 0, counters: zero(), abort, lastWarn: 0 };
+    ref = sb;
     udp.on('message', (msg, rinfo) => this.onDatagram(sb, msg, rinfo));
     udp.on('error', (e) => this.log.warn({ sandboxId, err: e.message }, 'dns: udp socket error'));
     tcp.on('error', (e) => this.log.warn({ sandboxId, err: e.message }, 'dns: tcp server error'));
@@ -229,9 +239,8 @@ export class DnsServer {
   }
 
   /** Stops serving a sandbox (sockets closed, its forwarded queries abandoned). Not attached is fine. */
-  async detach(sandboxId: string): Promise<void> {
-    await this.settle(sandboxId);
-    await this.doDetach(sandboxId);
+  detach(sandboxId: string): Promise<void> {
+    return this.serialize(sandboxId, () => this.doDetach(sandboxId));
   }
 
   private async doDetach(sandboxId: string): Promise<void> {
@@ -255,7 +264,7 @@ export class DnsServer {
   /** Detaches every sandbox; the server cannot be used afterwards. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.pending.values()].map((p) => p.catch(() => undefined)));
+    await Promise.all([...this.queue.values()]);
     await Promise.all([...this.sandboxes.keys()].map((id) => this.doDetach(id)));
   }
 
@@ -285,10 +294,9 @@ export class DnsServer {
     });
   }
 
-  private onConnection(sandboxId: string, c: net.Socket): void {
-    const sb = this.sandboxes.get(sandboxId);
+  private onConnection(sb: Attached, c: net.Socket): void {
     c.on('error', () => undefined);
-    if (!sb || sb.abort.signal.aborted) {
+    if (sb.abort.signal.aborted) {
       c.destroy();
       return;
     }
@@ -299,8 +307,21 @@ export class DnsServer {
     }
     sb.conns.add(c);
     c.on('close', () => sb.conns.delete(c));
-    c.setTimeout(this.idleMs, () => c.destroy());
     c.setNoDelay(true);
+    // Answers go out as they complete (RFC 7766 pipelining); a client that
+    // half-closes after its queries still gets them, then the connection ends.
+    let pending = 0;
+    let ended = false;
+    const maybeEnd = (): void => {
+      if (ended && pending === 0 && !c.destroyed) c.end();
+    };
+    c.setTimeout(this.idleMs, () => {
+      if (pending === 0) c.destroy();
+    });
+    c.on('end', () => {
+      ended = true;
+      maybeEnd();
+    });
     let buf: Buffer = Buffer.alloc(0);
     c.on('data', (chunk: Buffer) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
@@ -310,11 +331,15 @@ export class DnsServer {
         const msg = Buffer.from(buf.subarray(2, 2 + n));
         buf = buf.subarray(2 + n);
         sb.counters.tcp++;
+        pending++;
         void this.answer(sb, msg, { kind: 'tcp' }).then((reply) => {
-          if (!reply || c.destroyed || !c.writable) return;
-          const len = Buffer.alloc(2);
-          len.writeUInt16BE(reply.length);
-          c.write(Buffer.concat([len, reply]));
+          pending--;
+          if (reply && !c.destroyed && c.writable) {
+            const len = Buffer.alloc(2);
+            len.writeUInt16BE(reply.length);
+            c.write(Buffer.concat([len, reply]));
+          }
+          maybeEnd();
         });
       }
     });

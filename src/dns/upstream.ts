@@ -21,7 +21,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
-import { firstQuestion, RCODE, replyHeader, sameQuestion, withId } from './message.js';
+import { firstQuestion, RCODE, replyHeader, sameQuestion, UDP_MIN_PAYLOAD, withId } from './message.js';
 
 export interface Upstream {
   addr: string;
@@ -94,8 +94,10 @@ export async function forward(req: ForwardRequest): Promise<ForwardResult> {
     try {
       let reply = await (proto === 'tcp' ? tcpExchange(u, query, expect, timeoutMs, req.signal) : udpExchange(u, query, expect, timeoutMs, req.signal));
       let h = replyHeader(reply);
-      if (proto === 'udp' && h?.truncated && (req.udpLimit ?? 512) > reply.length) {
-        // The server's UDP limit is below the client's: ask it again over TCP.
+      const limit = req.udpLimit ?? UDP_MIN_PAYLOAD;
+      if (proto === 'udp' && h?.truncated && limit > UDP_MIN_PAYLOAD && limit > reply.length) {
+        // The server's UDP limit is below the client's EDNS size: ask it again over TCP. (Without
+        // EDNS the server truncated at 512 bytes already, and the client retries over TCP itself.)
         attempts.push({ upstream: label(u), proto, outcome: 'truncated', ms: performance.now() - t0 });
         proto = 'tcp';
         try {

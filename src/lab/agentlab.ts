@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -83,6 +83,9 @@ export class AgentLab {
     }
     const dir = join(tmpdir(), `bpfnet-lab-${id}`);
     mkdirSync(dir, { recursive: true });
+    // The node's resolver is the client namespace (nothing listens there unless
+    // a test starts a DNS server): tests never depend on the machine's DNS.
+    writeFileSync(join(dir, 'resolv.conf'), `nameserver ${UPLINK.clientIp}\noptions timeout:1 attempts:1\n`);
     return new AgentLab(id, node, client, dir, `/sys/fs/bpf/bpfnet-lab-${id}`, opts);
   }
 
@@ -91,7 +94,7 @@ export class AgentLab {
     const args = [
       `--net=${this.node.path}`, '--', process.execPath, CLI, '--host', this.host, 'agent',
       '--state-dir', this.stateDir, '--run-dir', this.runDir, '--bpffs-root', this.bpffsRoot,
-      '--uplink', UPLINK.dev, '--default-bridge', `bpfnet0`, '--log-level', 'debug',
+      '--uplink', UPLINK.dev, '--default-bridge', `bpfnet0`, '--log-level', 'debug', '--resolv-conf', join(this.dir, 'resolv.conf'),
       ...(this.opts.defaultSubnet ? ['--default-subnet', this.opts.defaultSubnet] : []),
       ...(this.opts.args ?? []), ...(extra.args ?? []),
     ];

@@ -70,8 +70,8 @@ export async function adoptUdp(fd: number): Promise<dgram.Socket> {
 }
 
 /** Wraps a listening TCP fd in a net.Server (which then owns and closes it). */
-export async function adoptTcp(fd: number, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
-  const server = net.createServer(onConnection);
+export async function adoptTcp(fd: number, onConnection: (socket: net.Socket) => void, options: net.ServerOpts = {}): Promise<net.Server> {
+  const server = net.createServer(options, onConnection);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

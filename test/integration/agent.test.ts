@@ -133,7 +133,8 @@ describe('agent: networks, sandboxes, endpoints', () => {
     const text = rest.join('\n');
     expect(text).toContain('127.0.0.1\tlocalhost');
     expect(text).toContain('10.241.0.50\tweb1');
-    expect(text).toMatch(/nameserver /);
+    // Without --embedded-dns: the node's file minus loopback servers, as on Docker's default bridge.
+    expect(text).toContain(`nameserver ${UPLINK.clientIp}`);
   });
 
   it('host mode shares the node stack and ignores -p with a warning', async () => {
@@ -321,5 +322,42 @@ describe('agent: crash consistency', () => {
     const names = (await lab.node.ip('-o', 'link', 'show')).stdout;
     expect(names).not.toContain('bpvdeadbeef');
     expect(names).toContain('foreign0');
+  });
+});
+
+describe('agent: embedded DNS (--embedded-dns)', () => {
+  let lab: AgentLab;
+  beforeAll(async () => {
+    lab = await AgentLab.create({ defaultSubnet: '10.246.0.0/24', args: ['--embedded-dns'] });
+    await lab.start();
+    await lab.ok('network', 'create', '--subnet', '10.241.0.0/24', 'n1');
+    await lab.ok('network', 'create', '--subnet', '10.242.0.0/24', 'n2');
+    for (const [name, net] of [['sa', 'n1'], ['sb', 'n1'], ['sc', 'n2']] as const) await lab.ok('sandbox', 'create', '--name', name, '--network', net);
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it('names on shared networks only, aliases, gone when removed', async () => {
+    const getent = (from: string, name: string) => lab.cli('exec', from, '--', 'getent', 'hosts', name);
+    expect((await getent('sa', 'sb')).stdout).toMatch(/^10\.241\.0\.3\s+sb/);
+    expect((await getent('sb', 'sa.n1')).stdout).toMatch(/^10\.241\.0\.2\s/);
+    // sc is on n2 only: not visible from n1 (forwarded upstream, which has nothing).
+    expect((await getent('sa', 'sc')).code).not.toBe(0);
+    expect((await getent('sc', 'sa')).code).not.toBe(0);
+    await lab.ok('sandbox', 'create', '--name', 'al', '--network', 'n1', '--network-alias', 'db');
+    expect((await getent('sa', 'db')).stdout).toMatch(/^10\.241\.0\.\d+\s+db/);
+    const rc = await lab.ok('exec', 'sa', '--', 'cat', '/etc/resolv.conf');
+    expect(rc).toMatch(/^nameserver 127\.0\.0\.11$/m);
+    expect(rc).toMatch(/^options .*ndots:0/m);
+    await lab.ok('sandbox', 'rm', 'al');
+    expect((await getent('sa', 'db')).code).not.toBe(0);
+  });
+
+
+  it('names survive an agent restart (resolver re-attached by reconcile)', async () => {
+    await lab.stop();
+    await lab.start();
+    expect((await lab.cli('exec', 'sa', '--', 'getent', 'hosts', 'sb')).stdout).toMatch(/^10\.241\.0\.3\s+sb/);
   });
 });
