@@ -12,18 +12,8 @@ import {
   VETH_PREFIX,
 } from '../../src/model/ids.js';
 import { validateDeviceName } from '../../src/model/names.js';
-import { BpfnetError, type ErrorCode } from '../../src/util/errors.js';
+import { fails } from '../harness/errors.js';
 
-function fails(fn: () => unknown, code: ErrorCode = 'E_INVALID_ARGUMENT'): BpfnetError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(BpfnetError);
-    expect((e as BpfnetError).code).toBe(code);
-    return e as BpfnetError;
-  }
-  throw new Error(`expected ${code}`);
-}
 
 describe('ids', () => {
   it('newId: 64 lowercase hex, different every time', () => {

@@ -2,18 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { allocateAddress, choosePool, DEFAULT_POOLS, releaseAddress, reservedAddresses, resolveIpam, subnetPrefixLen } from '../../src/model/ipam.js';
 import type { IpamConfig } from '../../src/model/types.js';
-import { BpfnetError, type ErrorCode } from '../../src/util/errors.js';
+import { fails } from '../harness/errors.js';
+import type { ErrorCode } from '../../src/util/errors.js';
 
-function fails(fn: () => unknown, code: ErrorCode = 'E_INVALID_ARGUMENT'): BpfnetError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(BpfnetError);
-    expect((e as BpfnetError).code).toBe(code);
-    return e as BpfnetError;
-  }
-  throw new Error(`expected ${code}`);
-}
 
 const none = { usedSubnets: [], hostRoutes: [] };
 

@@ -19,18 +19,9 @@ import {
   parseIpv4,
   subdivide,
 } from '../../src/model/ipv4.js';
-import { BpfnetError, type ErrorCode } from '../../src/util/errors.js';
+import { fails } from '../harness/errors.js';
+import { BpfnetError } from '../../src/util/errors.js';
 
-function fails(fn: () => unknown, code: ErrorCode = 'E_INVALID_ARGUMENT'): BpfnetError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(BpfnetError);
-    expect((e as BpfnetError).code).toBe(code);
-    return e as BpfnetError;
-  }
-  throw new Error(`expected ${code}`);
-}
 
 describe('parseIpv4 / formatIpv4', () => {
   it.each([

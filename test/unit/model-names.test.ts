@@ -13,18 +13,8 @@ import {
   validateMtu,
   validateName,
 } from '../../src/model/names.js';
-import { BpfnetError, type ErrorCode } from '../../src/util/errors.js';
+import { fails } from '../harness/errors.js';
 
-function fails(fn: () => unknown, code: ErrorCode = 'E_INVALID_ARGUMENT'): BpfnetError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(BpfnetError);
-    expect((e as BpfnetError).code).toBe(code);
-    return e as BpfnetError;
-  }
-  throw new Error(`expected ${code}`);
-}
 
 describe('validateName', () => {
   it.each(['mybridge', 'my-net', 'my_net.1', 'A1', 'box3', '0abc', 'bridge'])('accepts %j', (n) => {

@@ -15,18 +15,8 @@ import {
   takenBy,
 } from '../../src/model/portspec.js';
 import type { PortMapping } from '../../src/model/types.js';
-import { BpfnetError, type ErrorCode } from '../../src/util/errors.js';
+import { fails } from '../harness/errors.js';
 
-function fails(fn: () => unknown, code: ErrorCode = 'E_INVALID_ARGUMENT'): BpfnetError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(BpfnetError);
-    expect((e as BpfnetError).code).toBe(code);
-    return e as BpfnetError;
-  }
-  throw new Error(`expected ${code}`);
-}
 
 /** Requests without the spec field, for compact tables. */
 const parse = (s: string) => parsePortSpec(s).map(({ spec: _s, ...r }) => r);

@@ -9,18 +9,8 @@ import {
   resolvModeFor,
   upstreamNameservers,
 } from '../../src/model/sandboxfiles.js';
-import { BpfnetError, type ErrorCode } from '../../src/util/errors.js';
+import { fails } from '../harness/errors.js';
 
-function fails(fn: () => unknown, code: ErrorCode = 'E_INVALID_ARGUMENT'): BpfnetError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(BpfnetError);
-    expect((e as BpfnetError).code).toBe(code);
-    return e as BpfnetError;
-  }
-  throw new Error(`expected ${code}`);
-}
 
 const HEAD = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', 'fe00::\tip6-localnet', 'ff00::\tip6-mcastprefix', 'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters'];
 const lines = (...l: string[]) => `${l.join('\n')}\n`;
