@@ -216,7 +216,8 @@ static napi_value socket_open(napi_env env, napi_callback_info info) {
 static napi_value socket_close(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   int fd;
-  if (argc < 1 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "socketClose(fd: number)");
+  if (argc < 1 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "close(fd: number)");
+  /* EINTR: the fd is released anyway on Linux; retrying could close another one. */
   if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close", NULL);
   return NULL;
 }
@@ -565,15 +566,6 @@ static napi_value bpf_prog_info(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static napi_value close_fd(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
-  int fd;
-  if (argc < 1 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "closeFd(fd: number)");
-  /* EINTR: the fd is released anyway on Linux; retrying could close another one. */
-  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close", NULL);
-  return NULL;
-}
-
 /* ---------- server sockets in a netns ---------- */
 
 /*
@@ -649,7 +641,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"bpfObjGet", NULL, bpf_obj_get, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bpfProgGetFdById", NULL, bpf_prog_get_fd_by_id, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bpfProgInfo", NULL, bpf_prog_info, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"closeFd", NULL, socket_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listenInNetns", NULL, listen_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -50,9 +50,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
     ? cfg.uplinks
     : rt
         .routes({})
-        .filter((r) => r.dst === 'default' && r.dev)
-        .map((r) => rt.link(r.dev!)?.name ?? '')
-        .filter(Boolean);
+        .flatMap((r) => (r.dst === 'default' && r.dev ? [r.dev] : []));
   for (const u of uplinks) {
     if (!rt.link(u)) {
       store.close();

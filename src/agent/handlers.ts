@@ -78,7 +78,7 @@ export function handlers(svc: ModelService, info: { started: string; uplinks: st
       runDir: svc.cfg.runDir,
       bpffsRoot: svc.cfg.bpffsRoot,
       uplinks: info.uplinks,
-      nodeAddresses: svc.desired().nodeAddresses,
+      nodeAddresses: svc.node.addresses(),
       networks: svc.store.networks().length,
       sandboxes: svc.store.sandboxes().length,
       started: info.started,

@@ -86,10 +86,6 @@ export class Plumbing {
     this.rt.close();
   }
 
-  links(): Link[] {
-    return this.rt.links();
-  }
-
   /** Refuse to adopt a device that exists and is not ours. */
   private ownedOrAbsent(name: string, alias: string): Link | undefined {
     const l = this.rt.link(name);

@@ -36,8 +36,6 @@ export interface ChangeWarnings {
 }
 
 export class ModelService {
-  private nodeAddresses: string[] = [];
-
   constructor(
     readonly cfg: AgentConfig,
     readonly store: Store,
@@ -99,10 +97,9 @@ export class ModelService {
   // ---- dataplane -------------------------------------------------------------
 
   desired(): DesiredState {
-    this.nodeAddresses = this.node.addresses();
     const d = desiredDataplaneState(this.store.networks(), this.store.sandboxes(), this.store.endpoints(), {
       uplinks: this.node.uplinks,
-      nodeAddresses: this.nodeAddresses,
+      nodeAddresses: this.node.addresses(),
     });
     // ifindexes let the dataplane skip devices it already attached to.
     d.endpoints = d.endpoints.map((e) => {

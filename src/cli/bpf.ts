@@ -8,9 +8,9 @@ import { TypedMap, readPerCpu } from '../maps/map.js';
 import { maps, type MapName } from '../maps/generated/abi.js';
 import { PER_CPU_TYPES, mapTypeName } from '../maps/types.js';
 import { BpfnetError } from '../util/errors.js';
+import { json } from './api.js';
 import { DEFAULT_BPFFS_ROOT } from '../util/paths.js';
 
-const json = (v: unknown) => `${JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x), 2)}\n`;
 
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));

@@ -4,8 +4,6 @@
  * read take --json; errors print their stable code and exit non-zero.
  */
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { runDoctor } from '../doctor/doctor.js';
 import { formatDoctor } from '../doctor/format.js';
 import { cleanLab, runLab, type LabAccount } from '../lab/lab.js';
@@ -13,15 +11,16 @@ import { bpfCommand } from './bpf.js';
 import { agentCommand, infoCommand } from './agent.js';
 import { networkCommand } from './network.js';
 import { sandboxCommand, runCommand, execCommand } from './sandbox.js';
+import { json } from './api.js';
 import { BpfnetError } from '../util/errors.js';
-import { DEFAULT_BPFFS_ROOT, PACKAGE_ROOT } from '../util/paths.js';
+import { DEFAULT_BPFFS_ROOT } from '../util/paths.js';
+import { VERSION } from '../util/version.js';
 
-const version = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 const program = new Command()
   .name('bpfnet')
   .description("Container networking with Docker's model and an eBPF dataplane")
-  .version(version)
+  .version(VERSION)
   .option('-H, --host <url>', 'agent socket, unix:///path (default: $BPFNET_HOST or unix:///run/bpfnet/bpfnet.sock)')
   .enablePositionalOptions()
   .showHelpAfterError();
@@ -51,7 +50,7 @@ program
     }
     const log = o.json ? undefined : (l: string) => process.stdout.write(`${l}\n`);
     const account = await runLab({ keep: o.keep ?? false, ...(log ? { log } : {}) });
-    process.stdout.write(o.json ? `${JSON.stringify(account, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n` : formatLab(account));
+    process.stdout.write(o.json ? json(account) : formatLab(account));
     if (!account.exchanges.every((e) => e.sourcePreserved)) process.exitCode = 1;
   });
 

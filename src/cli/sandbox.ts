@@ -6,6 +6,7 @@
  */
 import { Command } from 'commander';
 import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import { call, collect, eachRef, json, out, parseFormat } from './api.js';
 import { networkRec, sandboxRec, endpointRec } from '../agent/handlers.js';
 import { sandboxInspect, formatTable } from '../model/inspect.js';
@@ -105,14 +106,9 @@ export function runAttached(file: string, args: string[]): Promise<number> {
     });
     child.once('exit', (code, signal) => {
       done();
-      resolve(code ?? (signal ? 128 + (osSignal(signal) ?? 0) : 1));
+      resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : 1));
     });
   });
-}
-
-function osSignal(s: NodeJS.Signals): number | undefined {
-  const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGTERM: 15 };
-  return table[s];
 }
 
 export function sandboxCommand(): Command {
