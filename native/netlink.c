@@ -626,6 +626,47 @@ static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---------- netns cookie ---------- */
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+/*
+ * netnsCookie(nsPath?) -> bigint: the kernel's 64-bit cookie of a network
+ * namespace, as bpf_get_netns_cookie() returns it inside BPF programs; lets
+ * programs shared by every namespace (cgroup hooks, a sandbox's loopback
+ * hook) tell namespaces apart.
+ */
+static napi_value netns_cookie(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char path[MAX_PATH];
+  int has_ns;
+  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &has_ns) < 0)
+    return throw_type(env, "netnsCookie(nsPath?: string)");
+  int orig = -1;
+  if (has_ns) {
+    const char *failed;
+    int r = ns_enter(path, &orig, &failed);
+    if (r < 0) return throw_errno(env, -r, failed, path);
+  }
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int e = errno;
+  if (has_ns) ns_leave(env, orig);
+  if (fd < 0) return throw_errno(env, e, "socket", NULL);
+  uint64_t cookie = 0;
+  socklen_t len = sizeof cookie;
+  if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0) {
+    e = errno;
+    close(fd);
+    return throw_errno(env, e, "getsockopt SO_NETNS_COOKIE", NULL);
+  }
+  close(fd);
+  napi_value out;
+  napi_create_bigint_uint64(env, cookie, &out);
+  return out;
+}
+
 /* ---------- module ---------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -643,6 +684,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"bpfProgInfo", NULL, bpf_prog_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, socket_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listenInNetns", NULL, listen_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netnsCookie", NULL, netns_cookie, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

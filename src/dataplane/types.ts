@@ -1,12 +1,16 @@
 /**
- * The one interface every dataplane (eBPF now; iptables and nftables later)
- * implements. The controller computes DesiredState purely; a dataplane makes
- * the kernel match it, idempotently.
+ * The one interface every dataplane (ebpf, iptables, nftables) implements.
+ * The controller computes DesiredState purely (src/model/desired.ts); a
+ * dataplane makes the kernel of the node's namespace match it, idempotently:
+ * apply() twice with the same state changes nothing the second time, and a
+ * failed apply leaves the previous state in place (never half-applied).
  */
 export type Protocol = 'tcp' | 'udp';
 
+export type DataplaneMode = 'ebpf' | 'iptables' | 'nftables';
+
 export interface PublishedPort {
-  /** '0.0.0.0' = every node address. */
+  /** '0.0.0.0' = every node address (and loopback, for node-local clients). */
   hostIp: string;
   hostPort: number;
   proto: Protocol;
@@ -14,27 +18,64 @@ export interface PublishedPort {
   containerPort: number;
 }
 
-export interface DesiredState {
-  /** Devices traffic from outside arrives on (the node's uplinks). */
-  uplinks: string[];
-  /** The node's own IPv4 addresses (wildcard frontends match only these). */
-  nodeAddresses: string[];
-  /** Host-side devices of container endpoints. */
-  endpoints: { hostDev: string; ifindex?: number }[];
-  /** ifindex of each uplink when known (a recreated device gets a new one). */
-  uplinkIndex?: Record<string, number>;
-  ports: PublishedPort[];
-  /** Container networks: traffic between two different ones is dropped. */
-  networks?: DataplaneNetwork[];
-}
+/** Docker's com.docker.network.bridge.gateway_mode_ipv4. */
+export type GatewayMode = 'nat' | 'nat-unprotected' | 'routed' | 'isolated';
 
 export interface DataplaneNetwork {
-  /** Non-zero id shared by every subnet of one network. */
+  /** Non-zero u32 id shared by every subnet of one network. */
   id: number;
   /** "a.b.c.d/n" */
   subnet: string;
+  /** Gateway address on the node (the bridge's address; routed: a local route). */
+  gateway: string;
+  /** Linux device of a bridge network (bpfnet0, bn-<id12>); undefined for routed. */
+  bridge?: string | undefined;
+  driver: 'bridge' | 'routed';
+  /** --internal: nothing in or out of the subnet. */
   internal: boolean;
+  /** enable_icc: containers of this network may talk to each other directly. */
   icc: boolean;
+  /** enable_ip_masquerade: outbound traffic leaving through an uplink is SNATed. */
+  masquerade: boolean;
+  /** com.docker.network.host_ipv4: SNAT to this address instead of the uplink's. */
+  snatIp?: string | undefined;
+  /**
+   * nat: masquerade out, no direct access to container IPs from outside;
+   * nat-unprotected: masquerade, direct access allowed; routed: no NAT, direct
+   * access allowed; isolated: like internal, and no access from the node.
+   */
+  gatewayMode: GatewayMode;
+}
+
+export interface DataplaneEndpoint {
+  /** Host side of the veth pair. */
+  hostDev: string;
+  /** Its ifindex when known (a recreated device gets a new one). */
+  ifindex?: number | undefined;
+  /** The container's address and MAC on this endpoint (anti-spoofing, delivery). */
+  ip?: string | undefined;
+  mac?: string | undefined;
+  /** DataplaneNetwork.id of its network. */
+  networkId?: number | undefined;
+}
+
+export interface DesiredState {
+  /** Devices traffic from outside arrives on and leaves by (the node's uplinks). */
+  uplinks: string[];
+  /** ifindex of each uplink when known. */
+  uplinkIndex?: Record<string, number>;
+  /** Primary IPv4 address of each uplink: the masquerade source leaving through it. */
+  uplinkAddress?: Record<string, string>;
+  /**
+   * The node's own IPv4 addresses, loopback excluded (wildcard frontends match
+   * only these, as Docker's `--dst-type LOCAL`).
+   */
+  nodeAddresses: string[];
+  /** Host-side devices of container endpoints. */
+  endpoints: DataplaneEndpoint[];
+  ports: PublishedPort[];
+  /** Container networks: isolation, ICC, internal, masquerade, gateway mode. */
+  networks?: DataplaneNetwork[];
 }
 
 export interface ApplyReport {
@@ -42,11 +83,27 @@ export interface ApplyReport {
   ports: { added: number; updated: number; removed: number };
   addresses: { added: number; removed: number };
   networks?: { added: number; removed: number };
+  endpoints?: { added: number; removed: number };
+}
+
+/** Counters of one published port since it was published (where the mode can count). */
+export interface PortCounters {
+  hostIp: string;
+  hostPort: number;
+  proto: Protocol;
+  packets: bigint;
+  bytes: bigint;
 }
 
 export interface Dataplane {
-  readonly mode: 'ebpf' | 'iptables' | 'nftables';
+  readonly mode: DataplaneMode;
   apply(state: DesiredState): Promise<ApplyReport>;
-  /** Remove everything this dataplane installed. */
+  /** Remove everything this dataplane installed (and nothing else). */
   teardown(state: DesiredState): Promise<void>;
+  /** Per-published-port counters, when the mode keeps them. */
+  portCounters?(): Promise<PortCounters[]>;
+  /** Named drop/translation counters (name -> packets, bytes), when kept. */
+  counters?(): Promise<Record<string, { packets: bigint; bytes: bigint }>>;
+  /** Stop background work (garbage collection, watchers). */
+  close?(): Promise<void>;
 }

@@ -3,7 +3,7 @@
  * program (DesiredState). Pure and deterministic: the same records always
  * give the same state, in the same order.
  */
-import type { DataplaneNetwork, DesiredState, PublishedPort } from '../dataplane/types.js';
+import type { DataplaneEndpoint, DataplaneNetwork, DesiredState, PublishedPort } from '../dataplane/types.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from './types.js';
 
 export interface NodeInfo {
@@ -52,6 +52,23 @@ export function dataplaneNetworkIds(networkIds: readonly string[]): Map<string, 
     usedIds.add(n);
     out.set(id, n);
   }
+  return out;
+}
+
+/** A bridge/routed network with a subnet as the dataplanes see it. */
+export function dataplaneNetwork(n: NetworkRecord, id: number): DataplaneNetwork {
+  const out: DataplaneNetwork = {
+    id,
+    subnet: n.ipam?.subnet ?? '',
+    gateway: n.ipam?.gateway ?? '',
+    driver: n.driver === 'routed' ? 'routed' : 'bridge',
+    internal: n.internal,
+    icc: n.icc,
+    masquerade: n.masquerade,
+    gatewayMode: n.gatewayModeIpv4 ?? (n.driver === 'routed' ? 'routed' : 'nat'),
+  };
+  if (n.driver === 'bridge' && n.bridgeName) out.bridge = n.bridgeName;
+  if (n.hostIpv4) out.snatIp = n.hostIpv4;
   return out;
 }
 
@@ -109,18 +126,29 @@ export function desiredDataplaneState(
   }
   ports.sort((a, b) => (a.hostIp < b.hostIp ? -1 : a.hostIp > b.hostIp ? 1 : 0) || a.proto.localeCompare(b.proto) || a.hostPort - b.hostPort);
 
-  const hostDevs = [...new Set(endpoints.filter((e) => e.hostIfName !== '').map((e) => e.hostIfName))].sort();
-
   const withSubnet = networks.filter((n) => (n.driver === 'bridge' || n.driver === 'routed') && n.ipam !== null);
   const ids = dataplaneNetworkIds(withSubnet.map((n) => n.id));
   const dpNetworks: DataplaneNetwork[] = withSubnet
-    .map((n) => ({ id: ids.get(n.id) ?? 0, subnet: n.ipam?.subnet ?? '', internal: n.internal, icc: n.icc }))
+    .map((n) => dataplaneNetwork(n, ids.get(n.id) ?? 0))
     .sort((a, b) => a.id - b.id);
+
+  // One entry per host device (sorted); address, MAC and network when known.
+  const byDev = new Map<string, DataplaneEndpoint>();
+  for (const e of endpoints) {
+    if (e.hostIfName === '' || byDev.has(e.hostIfName)) continue;
+    const ep: DataplaneEndpoint = { hostDev: e.hostIfName };
+    const netId = ids.get(e.networkId);
+    if (e.ipv4 !== '') ep.ip = e.ipv4;
+    if (e.mac !== '') ep.mac = e.mac;
+    if (netId !== undefined) ep.networkId = netId;
+    byDev.set(e.hostIfName, ep);
+  }
+  const dpEndpoints = [...byDev.values()].sort((a, b) => (a.hostDev < b.hostDev ? -1 : a.hostDev > b.hostDev ? 1 : 0));
 
   const state: ModelDesiredState = {
     uplinks: [...node.uplinks],
     nodeAddresses: [...node.nodeAddresses],
-    endpoints: hostDevs.map((hostDev) => ({ hostDev })),
+    endpoints: dpEndpoints,
     ports,
     networks: dpNetworks,
   };

@@ -20,7 +20,7 @@ export {
 export { clsactParent, directionOfParent, tcHandle, type BpfFilter, type TcDirection } from './tc.js';
 export { bpfObjGet, bpfProgGetFdById, bpfProgInfo, bpfProgInfoById, closeFd, withPinnedFd, type BpfProgInfo } from './bpf.js';
 export { listenInNetns, adoptUdp, adoptTcp, type SocketType } from './sockets.js';
-export { createNetns, deleteNetns, removeNetnsDir, sysctl, readSysctl, sysctlPath } from './netns.js';
+export { createNetns, deleteNetns, removeNetnsDir, sysctl, readSysctl, sysctlPath, netnsCookie } from './netns.js';
 export type { Link, Addr, Route, Neigh } from './objects.js';
 export { errnoName, errnoText, netlinkError } from './errors.js';
 export { ADDON_PATH } from './native.js';

@@ -28,6 +28,8 @@ export interface NetlinkAddon {
   /** bpf(BPF_OBJ_GET_INFO_BY_FD) of a program fd. */
   bpfProgInfo(fd: number): BpfProgInfo;
   closeFd(fd: number): void;
+  /** The 64-bit cookie of the netns at nsPath (default: the caller's), as bpf_get_netns_cookie() sees it. */
+  netnsCookie(nsPath?: string): bigint;
 }
 
 /** What bpfProgInfo reports. */

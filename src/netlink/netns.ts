@@ -121,3 +121,8 @@ function sysctlError(op: string, e: unknown): unknown {
   const inProcSys = typeof (e as { path?: unknown })?.path === 'string' && (e as { path: string }).path.startsWith('/proc/sys/');
   return systemError(op, e, 'E_NETNS', inProcSys ? ['ENOENT'] : []);
 }
+
+/** The kernel's cookie of the netns at path (default: this process's), as BPF programs see it. */
+export function netnsCookie(path?: string): bigint {
+  return path === undefined ? native().netnsCookie() : native().netnsCookie(path);
+}
