@@ -69,7 +69,7 @@ function port(addr: string, p: number, proto: number, backend: string, backendPo
 }
 
 function ct(saddr: string, sport: number, daddr: string, dport: number, proto: number, origAddr: string, origPort: number): [NatCtKey, NatCtValue] {
-  return [{ saddr, daddr, sport, dport, proto }, { orig_addr: origAddr, orig_port: origPort, flags: 0, last_seen_ns: 1n }];
+  return [{ saddr, daddr, sport, dport, proto }, { orig_addr: origAddr, orig_port: origPort, flags: 0, client_addr: '0.0.0.0', last_seen_ns: 1n }];
 }
 
 /** How the packet evolves over repeated runs on the same skb. */

@@ -8,7 +8,7 @@ import { run } from '../util/exec.js';
 import { BpfnetError } from '../util/errors.js';
 
 /** Field kinds: semantic typedefs from bpf/lib/maps.h, then plain integers. */
-export type FieldKind = 'ip4_be' | 'port_be' | 'u8' | 'u16' | 'u32' | 'u64' | 'pad';
+export type FieldKind = 'ip4_be' | 'port_be' | 'mac' | 'u8' | 'u16' | 'u32' | 'u64' | 'pad';
 
 export interface FieldLayout {
   name: string;
@@ -91,8 +91,9 @@ export function abiFromBtf(types: BtfType[]): Abi {
   const fieldKind = (id: number, ctx: string): { kind: FieldKind; size: number } => {
     const t = skipQualifiers(id);
     if (t.kind === 'TYPEDEF') {
+      if (t.name === 'mac_addr') return { kind: 'mac', size: 6 };
       const k = SCALAR_TYPEDEFS[t.name];
-      if (k) return { kind: k, size: { ip4_be: 4, port_be: 2, u8: 1, u16: 2, u32: 4, u64: 8, pad: 0 }[k] };
+      if (k) return { kind: k, size: { ip4_be: 4, port_be: 2, mac: 6, u8: 1, u16: 2, u32: 4, u64: 8, pad: 0 }[k] };
       return fieldKind(t.type_id!, ctx);
     }
     if (t.kind === 'ARRAY') {

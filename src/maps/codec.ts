@@ -22,6 +22,8 @@ interface LayoutLike {
 
 const MAX: Partial<Record<FieldKind, number>> = { port_be: 0xffff, u8: 0xff, u16: 0xffff, u32: 0xffffffff };
 
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
 export function ipToBuf(ip: string, out: Buffer, off: number): void {
   const parts = ip.split('.');
   for (let i = 0; i < 4; i++) out[off + i] = Number(parts[i]);
@@ -37,6 +39,12 @@ function writeField(f: FieldLayout, v: unknown, out: Buffer, off: number, where:
   if (f.kind === 'ip4_be') {
     if (typeof v !== 'string' || !isIPv4(v)) throw invalidArgument(`${where}.${f.name}: expected an IPv4 address like 192.0.2.1, got ${JSON.stringify(v)}`);
     ipToBuf(v, out, o);
+    return;
+  }
+  if (f.kind === 'mac') {
+    if (typeof v !== 'string' || !MAC_RE.test(v)) throw invalidArgument(`${where}.${f.name}: expected a MAC address like 02:42:c0:a8:00:02, got ${JSON.stringify(v)}`);
+    const b = v.split(':');
+    for (let i = 0; i < 6; i++) out[o + i] = Number.parseInt(b[i]!, 16);
     return;
   }
   if (f.kind === 'u64') {
@@ -61,6 +69,7 @@ function readField(f: FieldLayout, buf: Buffer, off: number): unknown {
   switch (f.kind) {
     case 'ip4_be': return bufToIp(buf, o);
     case 'port_be': return buf.readUInt16BE(o);
+    case 'mac': return [...buf.subarray(o, o + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
     case 'u8': return buf.readUInt8(o);
     case 'u16': return buf.readUInt16LE(o);
     case 'u32': return buf.readUInt32LE(o);

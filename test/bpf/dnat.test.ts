@@ -174,7 +174,7 @@ const dnatCases: BpfCase[] = [
   },
   {
     description: 'existing ct entry for another frontend is replaced',
-    setup: { ...ALL, ct: [[ctKey(BACKEND, 80, CLIENT, 40001, tcp), { orig_addr: NODE_IP2, orig_port: 9999, flags: 0, last_seen_ns: 1n }]] },
+    setup: { ...ALL, ct: [[ctKey(BACKEND, 80, CLIENT, 40001, tcp), { orig_addr: NODE_IP2, orig_port: 9999, flags: 0, client_addr: '0.0.0.0', last_seen_ns: 1n }]] },
     expectCtTouched: [ctKey(BACKEND, 80, CLIENT, 40001, tcp)],
     input: pkt(),
     expectVerdict: TC_ACT_OK,

@@ -61,7 +61,7 @@ function ctKey(saddr: string, sport: number, daddr: string, dport: number, proto
 }
 
 function ct(key: NatCtKey, origAddr: string, origPort: number): [NatCtKey, NatCtValue] {
-  return [key, { orig_addr: origAddr, orig_port: origPort, flags: 0, last_seen_ns: 1n }];
+  return [key, { orig_addr: origAddr, orig_port: origPort, flags: 0, client_addr: '0.0.0.0', last_seen_ns: 1n }];
 }
 
 function port(addr: string, p: number, proto: number, backend: string, backendPort: number): [PortKey, PortValue] {

@@ -149,7 +149,7 @@ describe('sizes pinned: layouts, maps and codecs agree', () => {
       const v: Record<string, unknown> = {};
       for (const f of s.fields) {
         if (f.kind === 'pad') continue;
-        v[f.name] = f.kind === 'ip4_be' ? '255.255.255.255' : f.kind === 'u64' ? 2n ** 64n - 1n : f.kind === 'u8' ? 255 : f.kind === 'u32' ? 2 ** 32 - 1 : 65535;
+        v[f.name] = f.kind === 'ip4_be' ? '255.255.255.255' : f.kind === 'mac' ? 'ff:ff:ff:ff:ff:ff' : f.kind === 'u64' ? 2n ** 64n - 1n : f.kind === 'u8' ? 255 : f.kind === 'u32' ? 2 ** 32 - 1 : 65535;
       }
       const out = Buffer.alloc(s.size, 0xab);
       c.encode(v, out);

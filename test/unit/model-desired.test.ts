@@ -83,7 +83,8 @@ describe('desiredDataplaneState', () => {
       { hostIp: '0.0.0.0', hostPort: 8080, proto: 'tcp', containerIp: '172.18.0.2', containerPort: 80 },
       { hostIp: '198.18.0.1', hostPort: 5353, proto: 'udp', containerIp: '172.18.0.2', containerPort: 53 },
     ]);
-    expect(st.endpoints).toEqual([{ hostDev: 'bpv22222222' }, { hostDev: 'bpv33333333' }]);
+    expect(st.endpoints.map((e) => e.hostDev)).toEqual(['bpv22222222', 'bpv33333333']);
+    expect(st.endpoints[0]).toMatchObject({ ip: '10.9.0.2' });
     expect(st.skipped).toBeUndefined();
     // The controller accepts what this produces.
     expect(portEntries(st.ports)).toHaveLength(2);
@@ -123,12 +124,12 @@ describe('desiredDataplaneState', () => {
     const b = desiredDataplaneState([...nets].reverse(), [...sandboxes].reverse(), [...endpoints].reverse(), node);
     expect(a).toEqual(b);
     expect(a.ports.map((p) => `${p.proto}:${p.hostPort}->${p.containerIp}`)).toEqual(['tcp:8080->172.17.0.2', 'tcp:8081->172.18.0.3', 'udp:53->172.17.0.2']);
-    expect(a.endpoints).toEqual([{ hostDev: 'bpv88888888' }, { hostDev: 'bpv99999999' }]);
+    expect(a.endpoints.map((e) => e.hostDev)).toEqual(['bpv88888888', 'bpv99999999']);
   });
 
   it('networks: bridge ones with subnets, stable non-zero ids, internal/icc flags', () => {
     const st = desiredDataplaneState(nets, [], [], node);
-    expect(st.networks).toEqual([
+    expect(st.networks).toMatchObject([
       { id: 0xaaaaaaaa, subnet: '172.18.0.0/16', internal: false, icc: true },
       { id: 0xbbbbbbbb, subnet: '10.9.0.0/24', internal: true, icc: false },
       { id: 0xcccccccc, subnet: '172.17.0.0/16', internal: false, icc: true },

@@ -126,6 +126,8 @@ export class EbpfDataplane implements Dataplane {
 /** NET_F_* in bpf/lib/maps.h. */
 export const NET_F_INTERNAL = 0x1;
 export const NET_F_NO_ICC = 0x2;
+export const NET_F_NO_MASQ = 0x4;
+export const NET_F_DIRECT = 0x8;
 
 export function netEntries(networks: DataplaneNetwork[]): [NetKey, NetValue][] {
   return networks.map((n) => {
@@ -135,7 +137,15 @@ export function netEntries(networks: DataplaneNetwork[]): [NetKey, NetValue][] {
       throw invalidArgument(`network subnet must be a.b.c.d/n, got "${n.subnet}"`);
     }
     if (!Number.isInteger(n.id) || n.id <= 0 || n.id > 0xffffffff) throw invalidArgument(`network id must be a non-zero u32, got ${n.id}`);
-    const flags = (n.internal ? NET_F_INTERNAL : 0) | (n.icc ? 0 : NET_F_NO_ICC);
-    return [{ prefixlen, addr }, { net_id: n.id, flags }];
+    for (const [what, a] of [['gateway', n.gateway], ['SNAT address', n.snatIp]] as const) {
+      if (a !== undefined && a !== '' && !isIPv4(a)) throw invalidArgument(`network ${n.subnet} ${what} must be IPv4, got "${a}"`);
+    }
+    const mode = n.gatewayMode;
+    const flags =
+      (n.internal || mode === 'isolated' ? NET_F_INTERNAL : 0) |
+      (n.icc ? 0 : NET_F_NO_ICC) |
+      (!n.masquerade || mode === 'routed' ? NET_F_NO_MASQ : 0) |
+      (mode === 'routed' || mode === 'nat-unprotected' ? NET_F_DIRECT : 0);
+    return [{ prefixlen, addr }, { net_id: n.id, flags, gateway: n.gateway || '0.0.0.0', snat_addr: n.snatIp || '0.0.0.0' }];
   });
 }

@@ -10,6 +10,7 @@ import { BpfnetError } from '../../util/errors.js';
 const TS_TYPE: Record<FieldKind, string> = {
   ip4_be: 'string',
   port_be: 'number',
+  mac: 'string',
   u8: 'number',
   u16: 'number',
   u32: 'number',

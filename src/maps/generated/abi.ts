@@ -12,6 +12,52 @@ export interface AddrValue {
   /** u32, offset 0 */
   flags: number;
 }
+/** struct config_value (16 bytes) */
+export interface ConfigValue {
+  /** u64, offset 0 */
+  netns_cookie: bigint;
+  /** u16, offset 8 */
+  snat_port_min: number;
+  /** u16, offset 10 */
+  snat_port_max: number;
+  /** u32, offset 12 */
+  flags: number;
+}
+/** struct dns_key (8 bytes) */
+export interface DnsKey {
+  /** u64, offset 0 */
+  netns_cookie: bigint;
+}
+/** struct dns_value (8 bytes) */
+export interface DnsValue {
+  /** port_be, offset 0 */
+  port: number;
+  /** u32, offset 4 */
+  flags: number;
+}
+/** struct endpoint_info (24 bytes) */
+export interface EndpointInfo {
+  /** ip4_be, offset 0 */
+  addr: string;
+  /** u32, offset 4 */
+  ifindex: number;
+  /** mac, offset 8 */
+  mac: string;
+  /** u32, offset 16 */
+  net_id: number;
+  /** u32, offset 20 */
+  flags: number;
+}
+/** struct endpoint_key (4 bytes) */
+export interface EndpointKey {
+  /** ip4_be, offset 0 */
+  addr: string;
+}
+/** struct iface_key (4 bytes) */
+export interface IfaceKey {
+  /** u32, offset 0 */
+  ifindex: number;
+}
 /** struct metric_value (16 bytes) */
 export interface MetricValue {
   /** u64, offset 0 */
@@ -32,7 +78,7 @@ export interface NatCtKey {
   /** u8, offset 12 */
   proto: number;
 }
-/** struct nat_ct_value (16 bytes) */
+/** struct nat_ct_value (24 bytes) */
 export interface NatCtValue {
   /** ip4_be, offset 0 */
   orig_addr: string;
@@ -40,7 +86,9 @@ export interface NatCtValue {
   orig_port: number;
   /** u16, offset 6 */
   flags: number;
-  /** u64, offset 8 */
+  /** ip4_be, offset 8 */
+  client_addr: string;
+  /** u64, offset 16 */
   last_seen_ns: bigint;
 }
 /** struct net_key (8 bytes) */
@@ -50,12 +98,16 @@ export interface NetKey {
   /** ip4_be, offset 4 */
   addr: string;
 }
-/** struct net_value (8 bytes) */
+/** struct net_value (16 bytes) */
 export interface NetValue {
   /** u32, offset 0 */
   net_id: number;
   /** u32, offset 4 */
   flags: number;
+  /** ip4_be, offset 8 */
+  gateway: string;
+  /** ip4_be, offset 12 */
+  snat_addr: string;
 }
 /** struct port_key (8 bytes) */
 export interface PortKey {
@@ -75,7 +127,69 @@ export interface PortValue {
   /** u16, offset 6 */
   flags: number;
 }
+/** struct snat_key (16 bytes) */
+export interface SnatKey {
+  /** ip4_be, offset 0 */
+  saddr: string;
+  /** ip4_be, offset 4 */
+  daddr: string;
+  /** port_be, offset 8 */
+  sport: number;
+  /** port_be, offset 10 */
+  dport: number;
+  /** u8, offset 12 */
+  proto: number;
+  /** u8, offset 13 */
+  dir: number;
+}
+/** struct snat_value (16 bytes) */
+export interface SnatValue {
+  /** ip4_be, offset 0 */
+  addr: string;
+  /** port_be, offset 4 */
+  port: number;
+  /** u8, offset 6 */
+  state: number;
+  /** u8, offset 7 */
+  flags: number;
+  /** u64, offset 8 */
+  last_seen_ns: bigint;
+}
+/** struct sock_rev_key (16 bytes) */
+export interface SockRevKey {
+  /** u64, offset 0 */
+  cookie: bigint;
+  /** ip4_be, offset 8 */
+  addr: string;
+  /** port_be, offset 12 */
+  port: number;
+  /** u8, offset 14 */
+  proto: number;
+}
+/** struct sock_rev_value (8 bytes) */
+export interface SockRevValue {
+  /** ip4_be, offset 0 */
+  addr: string;
+  /** port_be, offset 4 */
+  port: number;
+}
+/** struct uplink_key (4 bytes) */
+export interface UplinkKey {
+  /** u32, offset 0 */
+  ifindex: number;
+}
+/** struct uplink_value (8 bytes) */
+export interface UplinkValue {
+  /** ip4_be, offset 0 */
+  snat_addr: string;
+  /** u32, offset 4 */
+  flags: number;
+}
 
+export const ConfigId = {
+  "CONFIG_NODE": 0,
+  "CONFIG_MAX": 1
+} as const;
 export const MetricId = {
   "METRIC_DNAT": 0,
   "METRIC_RNAT": 1,
@@ -86,7 +200,19 @@ export const MetricId = {
   "METRIC_REWRITE_FAIL": 6,
   "METRIC_CT_CLASH": 7,
   "METRIC_DROP_ISOLATION": 8,
-  "METRIC_MAX": 9
+  "METRIC_SNAT": 9,
+  "METRIC_RSNAT": 10,
+  "METRIC_DROP_SNAT_NO_PORT": 11,
+  "METRIC_DROP_SNAT_STATE": 12,
+  "METRIC_DROP_SPOOF": 13,
+  "METRIC_DROP_ICC": 14,
+  "METRIC_DROP_INTERNAL": 15,
+  "METRIC_DROP_DIRECT": 16,
+  "METRIC_REDIRECT": 17,
+  "METRIC_HAIRPIN": 18,
+  "METRIC_SOCK_XLATE": 19,
+  "METRIC_ICMP_XLATE": 20,
+  "METRIC_MAX": 21
 } as const;
 
 export const structs = {
@@ -108,6 +234,138 @@ export const structs = {
     "fields": [
       {
         "name": "flags",
+        "offset": 0,
+        "size": 4,
+        "kind": "u32"
+      }
+    ]
+  },
+  "config_value": {
+    "name": "config_value",
+    "size": 16,
+    "fields": [
+      {
+        "name": "netns_cookie",
+        "offset": 0,
+        "size": 8,
+        "kind": "u64"
+      },
+      {
+        "name": "snat_port_min",
+        "offset": 8,
+        "size": 2,
+        "kind": "u16"
+      },
+      {
+        "name": "snat_port_max",
+        "offset": 10,
+        "size": 2,
+        "kind": "u16"
+      },
+      {
+        "name": "flags",
+        "offset": 12,
+        "size": 4,
+        "kind": "u32"
+      }
+    ]
+  },
+  "dns_key": {
+    "name": "dns_key",
+    "size": 8,
+    "fields": [
+      {
+        "name": "netns_cookie",
+        "offset": 0,
+        "size": 8,
+        "kind": "u64"
+      }
+    ]
+  },
+  "dns_value": {
+    "name": "dns_value",
+    "size": 8,
+    "fields": [
+      {
+        "name": "port",
+        "offset": 0,
+        "size": 2,
+        "kind": "port_be"
+      },
+      {
+        "name": "pad",
+        "offset": 2,
+        "size": 2,
+        "kind": "pad"
+      },
+      {
+        "name": "flags",
+        "offset": 4,
+        "size": 4,
+        "kind": "u32"
+      }
+    ]
+  },
+  "endpoint_info": {
+    "name": "endpoint_info",
+    "size": 24,
+    "fields": [
+      {
+        "name": "addr",
+        "offset": 0,
+        "size": 4,
+        "kind": "ip4_be"
+      },
+      {
+        "name": "ifindex",
+        "offset": 4,
+        "size": 4,
+        "kind": "u32"
+      },
+      {
+        "name": "mac",
+        "offset": 8,
+        "size": 6,
+        "kind": "mac"
+      },
+      {
+        "name": "pad",
+        "offset": 14,
+        "size": 2,
+        "kind": "pad"
+      },
+      {
+        "name": "net_id",
+        "offset": 16,
+        "size": 4,
+        "kind": "u32"
+      },
+      {
+        "name": "flags",
+        "offset": 20,
+        "size": 4,
+        "kind": "u32"
+      }
+    ]
+  },
+  "endpoint_key": {
+    "name": "endpoint_key",
+    "size": 4,
+    "fields": [
+      {
+        "name": "addr",
+        "offset": 0,
+        "size": 4,
+        "kind": "ip4_be"
+      }
+    ]
+  },
+  "iface_key": {
+    "name": "iface_key",
+    "size": 4,
+    "fields": [
+      {
+        "name": "ifindex",
         "offset": 0,
         "size": 4,
         "kind": "u32"
@@ -176,7 +434,7 @@ export const structs = {
   },
   "nat_ct_value": {
     "name": "nat_ct_value",
-    "size": 16,
+    "size": 24,
     "fields": [
       {
         "name": "orig_addr",
@@ -197,8 +455,20 @@ export const structs = {
         "kind": "u16"
       },
       {
-        "name": "last_seen_ns",
+        "name": "client_addr",
         "offset": 8,
+        "size": 4,
+        "kind": "ip4_be"
+      },
+      {
+        "name": "pad",
+        "offset": 12,
+        "size": 4,
+        "kind": "pad"
+      },
+      {
+        "name": "last_seen_ns",
+        "offset": 16,
         "size": 8,
         "kind": "u64"
       }
@@ -224,7 +494,7 @@ export const structs = {
   },
   "net_value": {
     "name": "net_value",
-    "size": 8,
+    "size": 16,
     "fields": [
       {
         "name": "net_id",
@@ -237,6 +507,18 @@ export const structs = {
         "offset": 4,
         "size": 4,
         "kind": "u32"
+      },
+      {
+        "name": "gateway",
+        "offset": 8,
+        "size": 4,
+        "kind": "ip4_be"
+      },
+      {
+        "name": "snat_addr",
+        "offset": 12,
+        "size": 4,
+        "kind": "ip4_be"
       }
     ]
   },
@@ -293,6 +575,180 @@ export const structs = {
         "kind": "u16"
       }
     ]
+  },
+  "snat_key": {
+    "name": "snat_key",
+    "size": 16,
+    "fields": [
+      {
+        "name": "saddr",
+        "offset": 0,
+        "size": 4,
+        "kind": "ip4_be"
+      },
+      {
+        "name": "daddr",
+        "offset": 4,
+        "size": 4,
+        "kind": "ip4_be"
+      },
+      {
+        "name": "sport",
+        "offset": 8,
+        "size": 2,
+        "kind": "port_be"
+      },
+      {
+        "name": "dport",
+        "offset": 10,
+        "size": 2,
+        "kind": "port_be"
+      },
+      {
+        "name": "proto",
+        "offset": 12,
+        "size": 1,
+        "kind": "u8"
+      },
+      {
+        "name": "dir",
+        "offset": 13,
+        "size": 1,
+        "kind": "u8"
+      },
+      {
+        "name": "pad",
+        "offset": 14,
+        "size": 2,
+        "kind": "pad"
+      }
+    ]
+  },
+  "snat_value": {
+    "name": "snat_value",
+    "size": 16,
+    "fields": [
+      {
+        "name": "addr",
+        "offset": 0,
+        "size": 4,
+        "kind": "ip4_be"
+      },
+      {
+        "name": "port",
+        "offset": 4,
+        "size": 2,
+        "kind": "port_be"
+      },
+      {
+        "name": "state",
+        "offset": 6,
+        "size": 1,
+        "kind": "u8"
+      },
+      {
+        "name": "flags",
+        "offset": 7,
+        "size": 1,
+        "kind": "u8"
+      },
+      {
+        "name": "last_seen_ns",
+        "offset": 8,
+        "size": 8,
+        "kind": "u64"
+      }
+    ]
+  },
+  "sock_rev_key": {
+    "name": "sock_rev_key",
+    "size": 16,
+    "fields": [
+      {
+        "name": "cookie",
+        "offset": 0,
+        "size": 8,
+        "kind": "u64"
+      },
+      {
+        "name": "addr",
+        "offset": 8,
+        "size": 4,
+        "kind": "ip4_be"
+      },
+      {
+        "name": "port",
+        "offset": 12,
+        "size": 2,
+        "kind": "port_be"
+      },
+      {
+        "name": "proto",
+        "offset": 14,
+        "size": 1,
+        "kind": "u8"
+      },
+      {
+        "name": "pad",
+        "offset": 15,
+        "size": 1,
+        "kind": "pad"
+      }
+    ]
+  },
+  "sock_rev_value": {
+    "name": "sock_rev_value",
+    "size": 8,
+    "fields": [
+      {
+        "name": "addr",
+        "offset": 0,
+        "size": 4,
+        "kind": "ip4_be"
+      },
+      {
+        "name": "port",
+        "offset": 4,
+        "size": 2,
+        "kind": "port_be"
+      },
+      {
+        "name": "pad",
+        "offset": 6,
+        "size": 2,
+        "kind": "pad"
+      }
+    ]
+  },
+  "uplink_key": {
+    "name": "uplink_key",
+    "size": 4,
+    "fields": [
+      {
+        "name": "ifindex",
+        "offset": 0,
+        "size": 4,
+        "kind": "u32"
+      }
+    ]
+  },
+  "uplink_value": {
+    "name": "uplink_value",
+    "size": 8,
+    "fields": [
+      {
+        "name": "snat_addr",
+        "offset": 0,
+        "size": 4,
+        "kind": "ip4_be"
+      },
+      {
+        "name": "flags",
+        "offset": 4,
+        "size": 4,
+        "kind": "u32"
+      }
+    ]
   }
 } as const satisfies Record<string, StructLayout>;
 
@@ -307,6 +763,46 @@ export const maps = {
     "valueSize": 4,
     "maxEntries": 256
   },
+  "bpfnet_config": {
+    "name": "bpfnet_config",
+    "flags": 0,
+    "type": 2,
+    "key": "enum config_id",
+    "keySize": 4,
+    "value": "config_value",
+    "valueSize": 16,
+    "maxEntries": 1
+  },
+  "bpfnet_dns": {
+    "name": "bpfnet_dns",
+    "flags": 1,
+    "type": 1,
+    "key": "dns_key",
+    "keySize": 8,
+    "value": "dns_value",
+    "valueSize": 8,
+    "maxEntries": 65536
+  },
+  "bpfnet_endpoints": {
+    "name": "bpfnet_endpoints",
+    "flags": 1,
+    "type": 1,
+    "key": "endpoint_key",
+    "keySize": 4,
+    "value": "endpoint_info",
+    "valueSize": 24,
+    "maxEntries": 65536
+  },
+  "bpfnet_ifaces": {
+    "name": "bpfnet_ifaces",
+    "flags": 1,
+    "type": 1,
+    "key": "iface_key",
+    "keySize": 4,
+    "value": "endpoint_info",
+    "valueSize": 24,
+    "maxEntries": 65536
+  },
   "bpfnet_metrics": {
     "name": "bpfnet_metrics",
     "flags": 0,
@@ -315,7 +811,7 @@ export const maps = {
     "keySize": 4,
     "value": "metric_value",
     "valueSize": 16,
-    "maxEntries": 9
+    "maxEntries": 21
   },
   "bpfnet_nat_ct": {
     "name": "bpfnet_nat_ct",
@@ -324,7 +820,7 @@ export const maps = {
     "key": "nat_ct_key",
     "keySize": 16,
     "value": "nat_ct_value",
-    "valueSize": 16,
+    "valueSize": 24,
     "maxEntries": 262144
   },
   "bpfnet_nets": {
@@ -334,8 +830,18 @@ export const maps = {
     "key": "net_key",
     "keySize": 8,
     "value": "net_value",
-    "valueSize": 8,
+    "valueSize": 16,
     "maxEntries": 1024
+  },
+  "bpfnet_port_stats": {
+    "name": "bpfnet_port_stats",
+    "flags": 1,
+    "type": 1,
+    "key": "port_key",
+    "keySize": 8,
+    "value": "metric_value",
+    "valueSize": 16,
+    "maxEntries": 65536
   },
   "bpfnet_ports": {
     "name": "bpfnet_ports",
@@ -346,6 +852,36 @@ export const maps = {
     "value": "port_value",
     "valueSize": 8,
     "maxEntries": 65536
+  },
+  "bpfnet_snat": {
+    "name": "bpfnet_snat",
+    "flags": 0,
+    "type": 9,
+    "key": "snat_key",
+    "keySize": 16,
+    "value": "snat_value",
+    "valueSize": 16,
+    "maxEntries": 262144
+  },
+  "bpfnet_sock_rev": {
+    "name": "bpfnet_sock_rev",
+    "flags": 0,
+    "type": 9,
+    "key": "sock_rev_key",
+    "keySize": 16,
+    "value": "sock_rev_value",
+    "valueSize": 8,
+    "maxEntries": 65536
+  },
+  "bpfnet_uplinks": {
+    "name": "bpfnet_uplinks",
+    "flags": 0,
+    "type": 1,
+    "key": "uplink_key",
+    "keySize": 4,
+    "value": "uplink_value",
+    "valueSize": 8,
+    "maxEntries": 64
   }
 } as const satisfies Record<string, MapLayout>;
 
@@ -354,8 +890,16 @@ export type MapName = keyof typeof maps;
 /** Key and value types of every map, for typed handles. */
 export interface MapTypes {
   bpfnet_addrs: { key: AddrKey; value: AddrValue };
+  bpfnet_config: { key: number; value: ConfigValue };
+  bpfnet_dns: { key: DnsKey; value: DnsValue };
+  bpfnet_endpoints: { key: EndpointKey; value: EndpointInfo };
+  bpfnet_ifaces: { key: IfaceKey; value: EndpointInfo };
   bpfnet_metrics: { key: number; value: MetricValue };
   bpfnet_nat_ct: { key: NatCtKey; value: NatCtValue };
   bpfnet_nets: { key: NetKey; value: NetValue };
+  bpfnet_port_stats: { key: PortKey; value: MetricValue };
   bpfnet_ports: { key: PortKey; value: PortValue };
+  bpfnet_snat: { key: SnatKey; value: SnatValue };
+  bpfnet_sock_rev: { key: SockRevKey; value: SockRevValue };
+  bpfnet_uplinks: { key: UplinkKey; value: UplinkValue };
 }
