@@ -42,7 +42,7 @@ export class ModelService {
     readonly plumbing: Plumbing,
     readonly dataplane: Dataplane,
     readonly log: Logger,
-    readonly node: { uplinks: string[]; addresses: () => string[]; routes: () => string[]; ephemeral: () => [number, number] },
+    readonly node: { uplinks: string[]; addresses: () => string[]; routes: () => string[]; ephemeral: () => [number, number]; uplinkAddress?: () => Record<string, string> },
     readonly dns?: { registry: DnsRegistry; server: DnsServer },
   ) {}
 
@@ -106,6 +106,7 @@ export class ModelService {
       const i = this.plumbing.indexOf(e.hostDev);
       return i === undefined ? e : { ...e, ifindex: i };
     });
+    if (this.node.uplinkAddress) d.uplinkAddress = this.node.uplinkAddress();
     d.uplinkIndex = Object.fromEntries(d.uplinks.flatMap((u) => {
       const i = this.plumbing.indexOf(u);
       return i === undefined ? [] : [[u, i]];

@@ -6,10 +6,11 @@
  */
 import { loadObject, pruneVersions, removeRoot, mapsDir, type LoadedObject } from '../../loader/load.js';
 import { attachTc, detachTc } from '../../loader/tc.js';
-import { TypedMap } from '../../maps/map.js';
-import { diffEntries, portEntries } from '../../controller/ports.js';
-import type { ApplyReport, Dataplane, DataplaneNetwork, DesiredState } from '../types.js';
-import type { AddrKey, AddrValue, NetKey, NetValue } from '../../maps/generated/abi.js';
+import { portEntries } from '../../controller/ports.js';
+import type { ApplyReport, Dataplane, DataplaneEndpoint, DataplaneNetwork, DesiredState } from '../types.js';
+import type { AddrKey, AddrValue, ConfigValue, EndpointInfo, EndpointKey, IfaceKey, NetKey, NetValue, UplinkKey, UplinkValue } from '../../maps/generated/abi.js';
+import { MapMirror, type SyncCounts } from './mirror.js';
+import { netnsCookie } from '../../netlink/netns.js';
 import { invalidArgument } from '../../util/errors.js';
 import { isIPv4 } from 'node:net';
 
@@ -19,10 +20,15 @@ export interface EbpfOptions {
   /** Network namespace of the node (path), or undefined for the current one. */
   netns?: string | undefined;
   mapSizes?: Record<string, number>;
+  /** Masquerade source ports, inclusive (default 61000-65535: above Linux's default ephemeral range). */
+  snatPorts?: [number, number];
 }
+
+export const DEFAULT_SNAT_PORTS: [number, number] = [61000, 65535];
 
 export const PROGRAMS = {
   uplink: { object: 'uplink', prog: 'from_uplink' },
+  uplinkEgress: { object: 'uplink', prog: 'to_uplink' },
   endpoint: { object: 'endpoint', prog: 'from_container' },
 } as const;
 
@@ -55,53 +61,57 @@ export class EbpfDataplane implements Dataplane {
   }
 
   async apply(state: DesiredState): Promise<ApplyReport> {
-    // Validate everything before touching the kernel: bad input changes nothing.
+    // Validate and encode everything before touching the kernel: bad input changes nothing.
     const desiredPorts = portEntries(state.ports);
     for (const a of state.nodeAddresses) if (!isIPv4(a)) throw invalidArgument(`node address must be IPv4, got "${a}"`);
     const desiredAddrs: [AddrKey, AddrValue][] = state.nodeAddresses.map((a) => [{ addr: a }, { flags: 0 }]);
     const desiredNets = netEntries(state.networks ?? []);
+    const eps = endpointEntries(state.endpoints);
+    const desiredUplinks = uplinkEntries(state);
+    const config: [number, ConfigValue][] = [[0, this.configValue()]];
 
     const uplink = await this.load(PROGRAMS.uplink.object);
     const endpoint = await this.load(PROGRAMS.endpoint.object);
 
     // Maps first, so a program never runs against a half-programmed table.
-    const report: ApplyReport = { attached: [], ports: { added: 0, updated: 0, removed: 0 }, addresses: { added: 0, removed: 0 } };
-    const ports = TypedMap.open(this.mapDir, 'bpfnet_ports');
-    const addrs = TypedMap.open(this.mapDir, 'bpfnet_addrs');
-    const nets = TypedMap.open(this.mapDir, 'bpfnet_nets');
-    try {
-      const pd = diffEntries(await ports.toArray(), desiredPorts);
-      await ports.setMany(pd.upsert);
-      await ports.deleteMany(pd.remove);
-      report.ports = { added: pd.added, updated: pd.updated, removed: pd.remove.length };
-      const ad = diffEntries(await addrs.toArray(), desiredAddrs);
-      await addrs.setMany(ad.upsert);
-      await addrs.deleteMany(ad.remove);
-      report.addresses = { added: ad.added, removed: ad.remove.length };
-      const nd = diffEntries(await nets.toArray(), desiredNets);
-      await nets.setMany(nd.upsert);
-      await nets.deleteMany(nd.remove);
-      report.networks = { added: nd.added, removed: nd.remove.length };
-    } finally {
-      ports.close();
-      addrs.close();
-      nets.close();
-    }
+    const m = this.mirror();
+    const prepared = [
+      await m.prepare('bpfnet_config', config),
+      await m.prepare('bpfnet_ports', desiredPorts),
+      await m.prepare('bpfnet_addrs', desiredAddrs),
+      await m.prepare('bpfnet_nets', desiredNets),
+      await m.prepare('bpfnet_uplinks', desiredUplinks),
+      await m.prepare('bpfnet_endpoints', eps.byAddr),
+      await m.prepare('bpfnet_ifaces', eps.byIf),
+    ];
+    for (const p of prepared) await m.commit(p);
+    const [, pd, ad, nd, , ed] = prepared.map((p) => p.counts) as [SyncCounts, SyncCounts, SyncCounts, SyncCounts, SyncCounts, SyncCounts];
+    // Counters of unpublished ports go with them.
+    await m.deleteKeys('bpfnet_port_stats', prepared[1]!.remove);
+    const report: ApplyReport = {
+      attached: [],
+      ports: { added: pd.added, updated: pd.updated, removed: pd.removed },
+      addresses: { added: ad.added, removed: ad.removed },
+      networks: { added: nd.added, removed: nd.removed },
+      endpoints: { added: ed.added, removed: ed.removed },
+    };
 
+    const egress = uplink.progs[PROGRAMS.uplinkEgress.prog];
     const targets = [
-      ...state.uplinks.map((dev) => ({ dev, ifindex: state.uplinkIndex?.[dev], obj: uplink, prog: PROGRAMS.uplink.prog })),
-      ...state.endpoints.map((e) => ({ dev: e.hostDev, ifindex: e.ifindex, obj: endpoint, prog: PROGRAMS.endpoint.prog })),
+      ...state.uplinks.map((dev) => ({ dev, ifindex: state.uplinkIndex?.[dev], pin: uplink.progs[PROGRAMS.uplink.prog], prog: PROGRAMS.uplink.prog, direction: 'ingress' as const })),
+      // Masquerade at the uplink's egress (absent from objects built before it existed).
+      ...(egress ? state.uplinks.map((dev) => ({ dev, ifindex: state.uplinkIndex?.[dev], pin: egress, prog: PROGRAMS.uplinkEgress.prog, direction: 'egress' as const })) : []),
+      ...state.endpoints.map((e) => ({ dev: e.hostDev, ifindex: e.ifindex, pin: endpoint.progs[PROGRAMS.endpoint.prog], prog: PROGRAMS.endpoint.prog, direction: 'ingress' as const })),
     ];
     const keep = new Set<string>();
     for (const t of targets) {
-      const pin = t.obj.progs[t.prog];
-      if (!pin) throw invalidArgument(`object ${t.obj.name} has no program ${t.prog}`);
-      const key = `${t.dev}@${t.ifindex ?? '?'}`;
+      if (!t.pin) throw invalidArgument(`compiled objects lack program ${t.prog}`);
+      const key = `${t.dev}@${t.ifindex ?? '?'}/${t.direction}`;
       keep.add(key);
-      if (t.ifindex !== undefined && this.attached.get(key) === pin) continue;
-      const a = await attachTc({ netns: this.opts.netns, dev: t.dev, direction: 'ingress', pin });
-      this.attached.set(key, pin);
-      report.attached.push({ dev: t.dev, hook: 'tc/ingress', prog: a.progName, progId: a.progId });
+      if (t.ifindex !== undefined && this.attached.get(key) === t.pin) continue;
+      const a = await attachTc({ netns: this.opts.netns, dev: t.dev, direction: t.direction, pin: t.pin });
+      this.attached.set(key, t.pin);
+      report.attached.push({ dev: t.dev, hook: `tc/${t.direction}`, prog: a.progName, progId: a.progId });
     }
     for (const k of [...this.attached.keys()]) if (!keep.has(k)) this.attached.delete(k);
     // Older versions are no longer attached anywhere we manage: unpin them
@@ -114,11 +124,29 @@ export class EbpfDataplane implements Dataplane {
     return report;
   }
 
+  private mirrorState: MapMirror | undefined;
+  private mirror(): MapMirror {
+    this.mirrorState ??= new MapMirror(this.mapDir);
+    return this.mirrorState;
+  }
+
+  private cookie: bigint | undefined;
+  /** The node's netns cookie (cgroup hooks act only there) and the masquerade port range. */
+  private configValue(): ConfigValue {
+    this.cookie ??= netnsCookie(this.opts.netns);
+    const [min, max] = this.opts.snatPorts ?? DEFAULT_SNAT_PORTS;
+    return { netns_cookie: this.cookie, snat_port_min: min, snat_port_max: max, flags: 0 };
+  }
+
   async teardown(state: DesiredState): Promise<void> {
     const devs = [...state.uplinks, ...state.endpoints.map((e) => e.hostDev)];
     for (const dev of devs) {
       await detachTc({ netns: this.opts.netns, dev, direction: 'ingress' }).catch(() => undefined);
     }
+    for (const dev of state.uplinks) await detachTc({ netns: this.opts.netns, dev, direction: 'egress' }).catch(() => undefined);
+    this.attached.clear();
+    this.loaded.clear();
+    this.mirrorState = undefined;
     await removeRoot(this.opts.root);
   }
 }
@@ -148,4 +176,36 @@ export function netEntries(networks: DataplaneNetwork[]): [NetKey, NetValue][] {
       (mode === 'routed' || mode === 'nat-unprotected' ? NET_F_DIRECT : 0);
     return [{ prefixlen, addr }, { net_id: n.id, flags, gateway: n.gateway || '0.0.0.0', snat_addr: n.snatIp || '0.0.0.0' }];
   });
+}
+
+/** bpfnet_endpoints (by address) and bpfnet_ifaces (by host ifindex) from the endpoints that are fully known. */
+export function endpointEntries(endpoints: DataplaneEndpoint[]): { byAddr: [EndpointKey, EndpointInfo][]; byIf: [IfaceKey, EndpointInfo][] } {
+  const byAddr: [EndpointKey, EndpointInfo][] = [];
+  const byIf: [IfaceKey, EndpointInfo][] = [];
+  const seen = new Map<string, string>();
+  for (const e of endpoints) {
+    // Half-known endpoints (being created, or from a caller that only attaches) get no entries: no redirect, no spoofing check yet.
+    if (e.ip === undefined || e.mac === undefined || e.ifindex === undefined) continue;
+    if (!isIPv4(e.ip)) throw invalidArgument(`endpoint ${e.hostDev}: address must be IPv4, got "${e.ip}"`);
+    const prev = seen.get(e.ip);
+    if (prev !== undefined) throw invalidArgument(`endpoints ${prev} and ${e.hostDev} both have address ${e.ip}`);
+    seen.set(e.ip, e.hostDev);
+    const info: EndpointInfo = { addr: e.ip, ifindex: e.ifindex, mac: e.mac, net_id: e.networkId ?? 0, flags: 0 };
+    byAddr.push([{ addr: e.ip }, info]);
+    byIf.push([{ ifindex: e.ifindex }, info]);
+  }
+  return { byAddr, byIf };
+}
+
+/** bpfnet_uplinks: each uplink's masquerade source address, by ifindex. */
+export function uplinkEntries(state: DesiredState): [UplinkKey, UplinkValue][] {
+  const out: [UplinkKey, UplinkValue][] = [];
+  for (const dev of state.uplinks) {
+    const ifindex = state.uplinkIndex?.[dev];
+    const addr = state.uplinkAddress?.[dev];
+    if (ifindex === undefined || addr === undefined) continue;
+    if (!isIPv4(addr)) throw invalidArgument(`uplink ${dev}: address must be IPv4, got "${addr}"`);
+    out.push([{ ifindex }, { snat_addr: addr, flags: 0 }]);
+  }
+  return out;
 }
