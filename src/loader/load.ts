@@ -12,7 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { run } from '../util/exec.js';
 import { BpfnetError, CommandError } from '../util/errors.js';
 import { abiFromBtf, readBtf, type Abi, type MapLayout } from '../maps/btf.js';
-import { pinnedMapInfo } from '../maps/backend.js';
+import { openBackend, pinnedMapInfo } from '../maps/backend.js';
+import { PER_CPU_TYPES } from '../maps/types.js';
 import { mapTypeName } from '../maps/types.js';
 import { ensureBpffs } from './bpffs.js';
 import { compile, type CompileOptions } from './compile.js';
@@ -22,6 +23,8 @@ export interface LoadOptions extends CompileOptions {
   root: string;
   /** max_entries overrides per map name. */
   mapSizes?: Record<string, number>;
+  /** Called when a pinned map had to be migrated (size or layout change). */
+  onMigrate?: (e: MapMigration) => void;
   /** Program type for bpftool (classifier for tc, xdp for XDP); default from section names. */
   progType?: 'classifier' | 'xdp';
 }
@@ -39,33 +42,85 @@ export interface LoadedObject {
 export const mapsDir = (root: string) => join(root, 'maps');
 export const progsDir = (root: string) => join(root, 'progs');
 
-/** Create a map from its BTF layout, or check that the pinned one matches it. */
-export async function ensureMap(root: string, m: MapLayout, maxEntries?: number): Promise<string> {
+/**
+ * Create a map from its BTF layout, or reuse the pinned one. A pinned map of
+ * another size or layout (a --map-size change, an upgrade) is migrated: a new
+ * map is created beside it, entries are copied when the layout is the same
+ * (a resize keeps NAT state and published ports), and the new pin replaces the
+ * old one with one rename. Programs still attached keep the old map until they
+ * are replaced; every pinned program version is dropped so the next load binds
+ * to the new maps. Per-CPU maps (counters) and changed layouts start empty:
+ * the agent rewrites its configuration maps on the next apply anyway.
+ */
+export async function ensureMap(root: string, m: MapLayout, maxEntries?: number, onMigrate?: (e: MapMigration) => void): Promise<string> {
   const path = join(mapsDir(root), m.name);
   const entries = maxEntries ?? m.maxEntries;
   if (existsSync(path)) {
     const info = pinnedMapInfo(path);
-    if (info.type !== m.type || info.keySize !== m.keySize || info.valueSize !== m.valueSize) {
-      throw new BpfnetError(
-        'E_MAP_SCHEMA',
-        `map ${m.name} pinned at ${path} is ${mapTypeName(info.type)} key ${info.keySize} value ${info.valueSize} bytes, ` +
-          `but the program expects ${mapTypeName(m.type)} key ${m.keySize} value ${m.valueSize}: migrate it or remove the pin`,
-        { path, pinned: info, expected: m },
-      );
+    const sameLayout = info.type === m.type && info.keySize === m.keySize && info.valueSize === m.valueSize;
+    if (sameLayout && info.maxEntries === entries) return path;
+    const tmp = join(mapsDir(root), `tmp-${m.name}-${randomBytes(4).toString('hex')}`);
+    await createMap(tmp, m, entries);
+    let copied = 0;
+    try {
+      if (sameLayout && !PER_CPU_TYPES.has(m.type)) copied = await copyEntries(path, tmp, entries);
+      await rm(progsDir(root), { recursive: true, force: true });
+      await rename(tmp, path);
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw new BpfnetError('E_MAP_MIGRATE', `map ${m.name} at ${path} could not be migrated to ${entries} entries: ${(e as Error).message}`, { path }, { cause: e });
     }
+    onMigrate?.({ map: m.name, from: { maxEntries: info.maxEntries, keySize: info.keySize, valueSize: info.valueSize }, to: { maxEntries: entries, keySize: m.keySize, valueSize: m.valueSize }, copied, kept: sameLayout && !PER_CPU_TYPES.has(m.type) });
     return path;
   }
   await mkdir(mapsDir(root), { recursive: true });
-  const args = ['map', 'create', path, 'type', mapTypeName(m.type), 'key', String(m.keySize), 'value', String(m.valueSize),
-    'entries', String(entries), 'name', m.name.slice(0, 15)];
-  if (m.flags) args.push('flags', String(m.flags));
   try {
-    await run('bpftool', args);
+    await createMap(path, m, entries);
   } catch (e) {
-    if (existsSync(path)) return ensureMap(root, m, maxEntries); // lost a race with another loader
+    if (existsSync(path)) return ensureMap(root, m, maxEntries, onMigrate); // lost a race with another loader
     throw e;
   }
   return path;
+}
+
+export interface MapMigration {
+  map: string;
+  from: { maxEntries: number; keySize: number; valueSize: number };
+  to: { maxEntries: number; keySize: number; valueSize: number };
+  /** Entries carried over (0 when the layout changed or the map is per-CPU). */
+  copied: number;
+  kept: boolean;
+}
+
+async function createMap(path: string, m: MapLayout, entries: number): Promise<void> {
+  const args = ['map', 'create', path, 'type', mapTypeName(m.type), 'key', String(m.keySize), 'value', String(m.valueSize),
+    'entries', String(entries), 'name', m.name.slice(0, 15)];
+  if (m.flags) args.push('flags', String(m.flags));
+  await run('bpftool', args);
+}
+
+/** Copy up to `limit` entries (a shrink keeps what fits; LRU state is best effort anyway). */
+async function copyEntries(from: string, to: string, limit: number): Promise<number> {
+  const src = openBackend(from, 'libbpf');
+  const dst = openBackend(to, 'libbpf');
+  try {
+    let batch: [Buffer, Buffer][] = [];
+    let n = 0;
+    for await (const [k, v] of src.entries()) {
+      if (n + batch.length >= limit) break;
+      batch.push([Buffer.from(k), Buffer.from(v)]);
+      if (batch.length === 4096) {
+        await dst.setBatch(batch);
+        n += batch.length;
+        batch = [];
+      }
+    }
+    await dst.setBatch(batch);
+    return n + batch.length;
+  } finally {
+    src.close();
+    dst.close();
+  }
 }
 
 /** The kernel's verdict, from libbpf's "-- BEGIN PROG LOAD LOG --" block. */
@@ -99,7 +154,7 @@ export async function loadObject(name: string, opts: LoadOptions): Promise<Loade
   const obj = await compile(name, opts);
   const abi = await objectAbi(obj.path);
   const maps: Record<string, string> = {};
-  for (const m of abi.maps) maps[m.name] = await ensureMap(opts.root, m, opts.mapSizes?.[m.name]);
+  for (const m of abi.maps) maps[m.name] = await ensureMap(opts.root, m, opts.mapSizes?.[m.name], opts.onMigrate);
 
   const dir = join(progsDir(opts.root), `${name}-${obj.hash}`);
   if (existsSync(dir)) {

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'E_VERIFIER'
   | 'E_BPFFS'
   | 'E_MAP_SCHEMA'
+  | 'E_MAP_MIGRATE'
   | 'E_MAP_FULL'
   | 'E_INVALID_ARGUMENT'
   | 'E_NOT_FOUND'

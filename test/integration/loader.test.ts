@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compile } from '../../src/loader/compile.js';
-import { ensureMap, loadObject, mapsDir, progsDir, pruneVersions, type LoadedObject } from '../../src/loader/load.js';
+import { ensureMap, loadObject, mapsDir, progsDir, pruneVersions, type LoadedObject, type MapMigration } from '../../src/loader/load.js';
 import { attachTc, detachTc, ensureClsact, listTc, TC_HANDLE, TC_PREF, type TcAttachment, type TcTarget } from '../../src/loader/tc.js';
 import { Rtnl } from '../../src/netlink/index.js';
 import { attachXdp, detachXdp, getXdp } from '../../src/loader/xdp.js';
@@ -215,45 +215,47 @@ describe('loadObject', () => {
     expect((await mapShow(up.maps.bpfnet_metrics!)).type).toBe('percpu_array');
   });
 
-  it('ensureMap refuses a pinned map with another key/value size: E_MAP_SCHEMA', async () => {
+  it('a pinned map with another layout is replaced by an empty one of the right layout, and pinned programs are dropped', async () => {
     const fx = await fixture();
-    await mkdir(mapsDir(fx.root), { recursive: true });
-    const wrong = join(mapsDir(fx.root), 'bpfnet_addrs');
-    await run('bpftool', ['map', 'create', wrong, 'type', 'hash', 'key', '8', 'value', '4', 'entries', '4', 'name', 'bpfnet_addrs']);
-    const wrongId = (await mapShow(wrong)).id;
-
-    const e = await rejection(ensureMap(fx.root, maps.bpfnet_addrs));
-    expect(e.code).toBe('E_MAP_SCHEMA');
-    expect(e.message).toContain(`map bpfnet_addrs pinned at ${wrong} is hash key 8 value 4 bytes, but the program expects hash key 4 value 4`);
-    expect(e.message).toContain('migrate it or remove the pin');
-
-    const e2 = await rejection(loadObject('uplink', { root: fx.root }));
-    expect(e2.code).toBe('E_MAP_SCHEMA');
-    // Nothing was loaded, and the pinned map was left alone.
-    expect(existsSync(progsDir(fx.root)) ? await readdir(progsDir(fx.root)) : []).toEqual([]);
-    expect((await mapShow(wrong)).id).toBe(wrongId);
+    await loadObject('uplink', { root: fx.root });
+    expect((await readdir(progsDir(fx.root))).length).toBe(1);
+    const path = join(mapsDir(fx.root), 'bpfnet_addrs');
+    await rm(path);
+    await run('bpftool', ['map', 'create', path, 'type', 'hash', 'key', '8', 'value', '4', 'entries', '4', 'name', 'bpfnet_addrs']);
+    const oldId = (await mapShow(path)).id;
+    const seen: MapMigration[] = [];
+    await ensureMap(fx.root, maps.bpfnet_addrs, undefined, (m) => seen.push(m));
+    const now = await mapShow(path);
+    expect(now.id).not.toBe(oldId);
+    expect({ key: now.bytes_key, value: now.bytes_value, type: now.type }).toEqual({ key: 4, value: 4, type: 'hash' });
+    expect(seen).toEqual([expect.objectContaining({ map: 'bpfnet_addrs', kept: false, copied: 0 })]);
+    // Programs bound to the old map must be reloaded.
+    expect(existsSync(progsDir(fx.root))).toBe(false);
+    // Another type with the same sizes is replaced too.
+    await rm(path);
+    await run('bpftool', ['map', 'create', path, 'type', 'array', 'key', '4', 'value', '4', 'entries', '4', 'name', 'bpfnet_addrs']);
+    await ensureMap(fx.root, maps.bpfnet_addrs);
+    expect((await mapShow(path)).type).toBe('hash');
   });
 
-  it('ensureMap refuses a pinned map of another type with the same sizes', async () => {
-    const fx = await fixture();
-    await mkdir(mapsDir(fx.root), { recursive: true });
-    const wrong = join(mapsDir(fx.root), 'bpfnet_addrs');
-    await run('bpftool', ['map', 'create', wrong, 'type', 'array', 'key', '4', 'value', '4', 'entries', '4', 'name', 'bpfnet_addrs']);
-    const e = await rejection(ensureMap(fx.root, maps.bpfnet_addrs));
-    expect(e.code).toBe('E_MAP_SCHEMA');
-    expect(e.message).toContain('is array key 4 value 4 bytes, but the program expects hash key 4 value 4');
-  });
-
-  it('mapSizes overrides max_entries when the map is created', async () => {
+  it('mapSizes resizes a pinned map, keeping its entries, and the reloaded program uses the new map', async () => {
     const fx = await fixture();
     const up = await loadObject('uplink', { root: fx.root, mapSizes: { bpfnet_ports: 1024 } });
     expect((await mapShow(up.maps.bpfnet_ports!)).max_entries).toBe(1024);
     expect((await mapShow(up.maps.bpfnet_addrs!)).max_entries).toBe(maps.bpfnet_addrs.maxEntries);
-    // The program was loaded against the resized map.
     expect((await progShow(up.progs.from_uplink!)).map_ids).toContain((await mapShow(up.maps.bpfnet_ports!)).id);
-    // An existing map keeps its size (the override applies at creation only).
-    await loadObject('endpoint', { root: fx.root, mapSizes: { bpfnet_ports: 2048 } });
-    expect((await mapShow(up.maps.bpfnet_ports!)).max_entries).toBe(1024);
+    const ports = TypedMap.open(mapsDir(fx.root), 'bpfnet_ports');
+    await ports.setMany([[{ addr: '0.0.0.0', port: 8080, proto: 6 }, { backend_addr: '198.19.0.2', backend_port: 80, flags: 0 }]]);
+    ports.close();
+    const seen: MapMigration[] = [];
+    const up2 = await loadObject('uplink', { root: fx.root, mapSizes: { bpfnet_ports: 2048 }, onMigrate: (m) => seen.push(m) });
+    expect(seen).toEqual([expect.objectContaining({ map: 'bpfnet_ports', kept: true, copied: 1, from: expect.objectContaining({ maxEntries: 1024 }) })]);
+    expect((await mapShow(up2.maps.bpfnet_ports!)).max_entries).toBe(2048);
+    expect(up2.reused).toBe(false);
+    expect((await progShow(up2.progs.from_uplink!)).map_ids).toContain((await mapShow(up2.maps.bpfnet_ports!)).id);
+    const again = TypedMap.open(mapsDir(fx.root), 'bpfnet_ports');
+    expect(await again.toArray()).toEqual([[{ addr: '0.0.0.0', port: 8080, proto: 6 }, { backend_addr: '198.19.0.2', backend_port: 80, flags: 0 }]]);
+    again.close();
   });
 
   it('a verifier rejection is E_VERIFIER with the kernel\'s reason, and pins nothing', async () => {
@@ -295,7 +297,7 @@ describe('loadObject', () => {
     expect(left.filter((n) => n.startsWith('tmp-'))).toEqual([]);
     expect(left).toEqual([]);
     // The maps it asked for were created before loading, and still work.
-    expect((await readdir(mapsDir(fx.root))).sort()).toEqual(['bpfnet_addrs', 'bpfnet_metrics', 'bpfnet_nat_ct', 'bpfnet_nets', 'bpfnet_ports']);
+    expect((await readdir(mapsDir(fx.root))).sort()).toEqual(MAP_NAMES);
   });
 
   // BUG (src/loader/load.ts, verifierMessage): it keeps only the last log
