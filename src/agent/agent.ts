@@ -17,7 +17,7 @@ import { handlers } from './handlers.js';
 import { netnsDir, type AgentConfig } from './config.js';
 import { VERSION } from '../util/version.js';
 import { BpfnetError } from '../util/errors.js';
-import { DnsRegistry, DnsServer } from '../dns/index.js';
+import { DnsRegistry, DnsServer, redirectForDataplane } from '../dns/index.js';
 import { upstreamNameservers } from '../model/sandboxfiles.js';
 
 export interface RunningAgent {
@@ -63,10 +63,15 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
 
   const plumbing = new Plumbing(netnsDir(cfg));
   await plumbing.bindHostNetns();
-  const dataplane = new EbpfDataplane({ root: cfg.bpffsRoot });
+  const dataplane = new EbpfDataplane({
+    root: cfg.bpffsRoot,
+    mapSizes: cfg.mapSizes,
+    snatPorts: cfg.snatPorts,
+    onMigrate: (m) => log.warn(m, m.kept ? 'BPF map resized; entries kept' : 'BPF map recreated with a new layout; its entries were dropped'),
+  });
   const registry = new DnsRegistry();
   const upstreams = upstreamNameservers(readResolvConf(cfg.resolvConf)).map((u) => ({ addr: u.addr }));
-  const dns = cfg.embeddedDns ? new DnsServer({ registry, upstreams, logger: log.child({ component: 'dns' }) }) : undefined;
+  const dns = cfg.embeddedDns ? new DnsServer({ registry, upstreams, logger: log.child({ component: 'dns' }), bpffsRoot: cfg.bpffsRoot, redirect: redirectForDataplane(cfg.dataplane) }) : undefined;
   const service = new ModelService(cfg, store, plumbing, dataplane, log, {
     uplinks,
     addresses: () =>
@@ -88,6 +93,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
   }, dns ? { registry, server: dns } : undefined);
   service.ensurePredefined();
   const rec = await service.reconcile();
+  await dns?.pruneRedirects().catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'dns: pruning stale redirects failed'));
   log.info({ ...rec, ms: Math.round(performance.now() - t0) }, 'reconciled');
 
   const server = new ApiServer(cfg.socket, handlers(service, { started, uplinks, version: VERSION }), log);
@@ -99,7 +105,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
     server,
     async stop() {
       await server.close();
-      await dns?.close();
+      await dns?.close({ leaveRedirects: true });
       plumbing.close();
       rt.close();
       store.close();

@@ -25,10 +25,15 @@ export interface AgentConfig {
   logLevel: string;
   /**
    * Serve DNS at 127.0.0.11:53 inside sandboxes on user-defined networks and
-   * point their resolv.conf at it. Off by default until the resolver moves
-   * off port 53 (it would take 0.0.0.0:53 from the sandbox's own servers).
+   * point their resolv.conf at it (on by default, as Docker; --no-embedded-dns
+   * turns it off). The resolver binds another port of 127.0.0.11 and 53 is
+   * redirected to it inside the sandbox, so 0.0.0.0:53 stays the sandbox's.
    */
   embeddedDns: boolean;
+  /** max_entries overrides per BPF map (pinned maps of another size are migrated). */
+  mapSizes: Record<string, number>;
+  /** Masquerade source port range, inclusive. */
+  snatPorts: [number, number];
 }
 
 export function defaultConfig(): AgentConfig {
@@ -42,7 +47,9 @@ export function defaultConfig(): AgentConfig {
     defaultBridge: 'bpfnet0',
     resolvConf: '/etc/resolv.conf',
     logLevel: 'info',
-    embeddedDns: false,
+    embeddedDns: true,
+    mapSizes: {},
+    snatPorts: [61000, 65535],
   };
 }
 

@@ -5,6 +5,7 @@ import { defaultConfig, type AgentConfig } from '../agent/config.js';
 import { socketPath, resolveHost } from '../api/client.js';
 import { call, collect, json, out } from './api.js';
 import { invalidArgument } from '../util/errors.js';
+import { maps as mapLayouts } from '../maps/generated/abi.js';
 
 export function agentCommand(): Command {
   const d = defaultConfig();
@@ -19,8 +20,11 @@ export function agentCommand(): Command {
     .option('--default-subnet <cidr>', 'subnet of the default network (default: first free Docker pool)')
     .option('--resolv-conf <file>', "the node's resolv.conf, source of the sandboxes'", d.resolvConf)
     .option('--log-level <level>', 'trace, debug, info, warn, error', d.logLevel)
-    .option('--embedded-dns', 'serve names at 127.0.0.11:53 inside sandboxes on user-defined networks (experimental: takes port 53 there)')
-    .action(async (o: { stateDir: string; runDir: string; bpffsRoot: string; uplink: string[]; dataplane: string; defaultBridge: string; defaultSubnet?: string; resolvConf: string; logLevel: string; embeddedDns?: boolean }, c: Command) => {
+    .option('--map-size <map=entries>', 'max entries of a BPF map, e.g. bpfnet_ports=131072 (repeatable; a pinned map is migrated)', collect, [])
+    .option('--snat-ports <min-max>', 'source ports masquerade allocates from', `${d.snatPorts[0]}-${d.snatPorts[1]}`)
+    .option('--embedded-dns', 'serve names at 127.0.0.11:53 inside sandboxes on user-defined networks (the default)')
+    .option('--no-embedded-dns', 'no embedded DNS: sandboxes on user-defined networks get the node\'s resolv.conf, as on the default bridge')
+    .action(async (o: { stateDir: string; runDir: string; bpffsRoot: string; uplink: string[]; dataplane: string; defaultBridge: string; defaultSubnet?: string; resolvConf: string; logLevel: string; embeddedDns?: boolean; mapSize: string[]; snatPorts: string }, c: Command) => {
       if (o.dataplane !== 'ebpf') throw invalidArgument(`--dataplane ${o.dataplane} is not available yet; this build has: ebpf`);
       const host = (c.optsWithGlobals() as { host?: string }).host ?? process.env['BPFNET_HOST'];
       const cfg: AgentConfig = {
@@ -34,7 +38,9 @@ export function agentCommand(): Command {
         defaultSubnet: o.defaultSubnet,
         resolvConf: o.resolvConf,
         logLevel: o.logLevel,
-        embeddedDns: !!o.embeddedDns,
+        embeddedDns: o.embeddedDns ?? d.embeddedDns,
+        mapSizes: parseMapSizes(o.mapSize),
+        snatPorts: parsePortRange(o.snatPorts, '--snat-ports'),
       };
       const agent = await startAgent(cfg);
       await new Promise<void>((resolve) => {
@@ -70,4 +76,31 @@ export function infoCommand(): Command {
         ].join('\n'),
       );
     });
+}
+
+/** --map-size NAME=N (repeatable) -> { NAME: N }, checked against the map ABI. */
+export function parseMapSizes(specs: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const spec of specs) {
+    const m = /^([a-z0-9_]+)=([0-9]+)$/.exec(spec);
+    if (!m) throw invalidArgument(`--map-size takes MAP=ENTRIES (e.g. bpfnet_ports=131072), got "${spec}"`);
+    const [, name, n] = m as unknown as [string, string, string];
+    if (!Object.hasOwn(mapLayouts, name)) throw invalidArgument(`--map-size: no map named ${name}; maps: ${Object.keys(mapLayouts).join(', ')}`);
+    if (FIXED_SIZE_MAPS.has(name)) throw invalidArgument(`--map-size: ${name} has a fixed size`);
+    const entries = Number(n);
+    if (!Number.isSafeInteger(entries) || entries < 1 || entries > 1 << 26) throw invalidArgument(`--map-size ${name}: entries must be 1..${1 << 26}, got ${n}`);
+    out[name] = entries;
+  }
+  return out;
+}
+
+/** Arrays indexed by ABI enums: their size is part of the ABI. */
+const FIXED_SIZE_MAPS = new Set(['bpfnet_metrics', 'bpfnet_config']);
+
+export function parsePortRange(spec: string, flag: string): [number, number] {
+  const m = /^([0-9]+)-([0-9]+)$/.exec(spec);
+  const lo = Number(m?.[1]);
+  const hi = Number(m?.[2]);
+  if (!m || lo < 1 || hi > 65535 || lo > hi) throw invalidArgument(`${flag} takes MIN-MAX within 1-65535 (e.g. 61000-65535), got "${spec}"`);
+  return [lo, hi];
 }

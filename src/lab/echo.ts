@@ -15,7 +15,14 @@ const up = () => {
 
 createServer((sock) => {
   sock.once('data', (d) => {
-    sock.end(`${name} tcp/${port} saw ${sock.remoteAddress}:${sock.remotePort}: ${d.toString().trim()}\n`);
+    const line = (x: Buffer) => `${name} tcp/${port} saw ${sock.remoteAddress}:${sock.remotePort}: ${x.toString().trim()}\n`;
+    // "hold": a long-lived connection answering every chunk (restart tests).
+    if (d.toString().startsWith('hold')) {
+      sock.write(line(d));
+      sock.on('data', (x) => sock.write(line(x)));
+      return;
+    }
+    sock.end(line(d));
   });
   sock.on('error', () => undefined);
 }).listen(port, '0.0.0.0', up);

@@ -4,7 +4,7 @@
  * apply() is idempotent: loading reuses pinned versions, attaching replaces
  * in place, and map writes are the diff against what the maps hold.
  */
-import { loadObject, pruneVersions, removeRoot, mapsDir, type LoadedObject } from '../../loader/load.js';
+import { loadObject, pruneVersions, removeRoot, mapsDir, type LoadedObject, type MapMigration } from '../../loader/load.js';
 import { attachTc, detachTc } from '../../loader/tc.js';
 import { portEntries } from '../../controller/ports.js';
 import type { ApplyReport, Dataplane, DataplaneEndpoint, DataplaneNetwork, DesiredState } from '../types.js';
@@ -20,6 +20,7 @@ export interface EbpfOptions {
   /** Network namespace of the node (path), or undefined for the current one. */
   netns?: string | undefined;
   mapSizes?: Record<string, number>;
+  onMigrate?: (m: MapMigration) => void;
   /** Masquerade source ports, inclusive (default 61000-65535: above Linux's default ephemeral range). */
   snatPorts?: [number, number];
 }
@@ -54,7 +55,12 @@ export class EbpfDataplane implements Dataplane {
   private async load(name: string): Promise<LoadedObject> {
     let o = this.loaded.get(name);
     if (!o) {
-      o = await loadObject(name, { root: this.opts.root, progType: 'classifier', ...(this.opts.mapSizes ? { mapSizes: this.opts.mapSizes } : {}) });
+      o = await loadObject(name, {
+        root: this.opts.root,
+        progType: 'classifier',
+        ...(this.opts.mapSizes ? { mapSizes: this.opts.mapSizes } : {}),
+        ...(this.opts.onMigrate ? { onMigrate: this.opts.onMigrate } : {}),
+      });
       this.loaded.set(name, o);
     }
     return o;
