@@ -2,9 +2,11 @@
  * API handlers: requests in protobuf shape → ModelService → records out in
  * protobuf shape. The records mirror the messages, so conversion is small.
  */
-import type { Messages, Network, Sandbox, Endpoint } from '../api/generated/types.js';
+import type { Messages, Network, Sandbox, Endpoint, PublishedPort, Counter } from '../api/generated/types.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../model/types.js';
-import type { Handlers } from './server.js';
+import type { ModelDesiredState } from '../model/desired.js';
+import type { Dataplane, PortCounters } from '../dataplane/types.js';
+import type { CallContext, Handlers } from './server.js';
 import type { ModelService } from './service.js';
 import { sandboxFilesDir } from './config.js';
 
@@ -48,6 +50,90 @@ export function endpointRec(e: Endpoint): EndpointRecord {
   return { ...e };
 }
 
+// ---- counters ------------------------------------------------------------------
+
+/** Per-port counters of the dataplane, or undefined when it keeps none. */
+async function dataplanePortCounters(dp: Dataplane): Promise<PortCounters[] | undefined> {
+  return dp.portCounters ? dp.portCounters() : undefined;
+}
+
+/** Named counters of the dataplane (name -> packets, bytes), or undefined when it keeps none. */
+async function dataplaneCounters(dp: Dataplane): Promise<Record<string, { packets: bigint; bytes: bigint }> | undefined> {
+  return dp.counters ? dp.counters() : undefined;
+}
+
+const portKey = (hostIp: string, proto: string, hostPort: number): string => `${hostIp}|${proto}|${hostPort}`;
+
+/** Docker's order for one sandbox's ports: container port, proto, host IP, host port. */
+function portOrder(a: PublishedPort, b: PublishedPort): number {
+  return (
+    (a.sandboxName < b.sandboxName ? -1 : a.sandboxName > b.sandboxName ? 1 : 0) ||
+    (a.sandboxId < b.sandboxId ? -1 : a.sandboxId > b.sandboxId ? 1 : 0) ||
+    a.containerPort - b.containerPort ||
+    a.proto.localeCompare(b.proto) ||
+    (a.hostIp < b.hostIp ? -1 : a.hostIp > b.hostIp ? 1 : 0) ||
+    a.hostPort - b.hostPort
+  );
+}
+
+/**
+ * Every published port of the given sandboxes as the dataplane has it: the
+ * backend (address, network) from the desired state, why a port is not
+ * programmed, and packets/bytes when the dataplane counts them. A counter
+ * read failure is a warning, never a failed call: the ports are still listed.
+ */
+async function publishedPorts(svc: ModelService, sandboxes: readonly SandboxRecord[], ctx?: CallContext): Promise<{ counted: boolean; ports: PublishedPort[] }> {
+  const desired = svc.desired() as ModelDesiredState;
+  const programmed = new Map(desired.ports.map((p) => [portKey(p.hostIp, p.proto, p.hostPort), p]));
+  const skipped = new Map((desired.skipped ?? []).map((s) => [`${s.sandboxId}|${portKey(s.hostIp, s.proto, s.hostPort)}`, s.reason]));
+  let counters: Map<string, PortCounters> | undefined;
+  try {
+    const rows = await dataplanePortCounters(svc.dataplane);
+    if (rows) counters = new Map(rows.map((c) => [portKey(c.hostIp, c.proto, c.hostPort), c]));
+  } catch (e) {
+    const msg = `per-port counters unavailable: ${(e as Error).message}`;
+    svc.log.warn({ err: (e as Error).message }, 'reading per-port counters failed');
+    ctx?.warn(msg);
+  }
+  const nets = new Map(svc.store.networks().map((n) => [n.id, n]));
+  const ports: PublishedPort[] = [];
+  for (const sb of sandboxes) {
+    if (!sb.ports.length) continue;
+    const eps = svc.store.endpoints({ sandboxId: sb.id });
+    for (const m of sb.ports) {
+      const key = portKey(m.hostIp, m.proto, m.hostPort);
+      const p = programmed.get(key);
+      const active = !!p && p.containerPort === m.containerPort && sb.mode.kind === 'bridge';
+      const ep = active ? eps.find((e) => e.ipv4 === p.containerIp) : undefined;
+      const net = ep ? nets.get(ep.networkId) : undefined;
+      const c = active ? counters?.get(key) : undefined;
+      ports.push({
+        hostIp: m.hostIp,
+        hostPort: m.hostPort,
+        proto: m.proto,
+        containerIp: active ? p.containerIp : '',
+        containerPort: m.containerPort,
+        sandboxId: sb.id,
+        sandboxName: sb.name,
+        networkId: ep?.networkId ?? '',
+        networkName: net?.name ?? '',
+        active,
+        inactiveReason: active ? '' : (skipped.get(`${sb.id}|${key}`) ?? 'not programmed in the dataplane'),
+        counted: active && !!counters,
+        packets: Number(c?.packets ?? 0n),
+        bytes: Number(c?.bytes ?? 0n),
+      });
+    }
+  }
+  return { counted: !!counters, ports: ports.sort(portOrder) };
+}
+
+/** Named counters as messages, or undefined when the dataplane keeps none. */
+async function counterMsgs(svc: ModelService): Promise<Counter[] | undefined> {
+  const c = await dataplaneCounters(svc.dataplane);
+  return c ? Object.entries(c).map(([name, v]) => ({ name, packets: Number(v.packets), bytes: Number(v.bytes) })) : undefined;
+}
+
 function sandboxDetail(svc: ModelService, sb: SandboxRecord): Messages['SandboxDetail'] {
   const root = sb.mode.kind === 'container' ? (svc.store.sandbox(sb.mode.sandboxId) ?? sb) : sb;
   const eps = svc.store.endpoints({ sandboxId: root.id });
@@ -65,12 +151,13 @@ function sandboxDetail(svc: ModelService, sb: SandboxRecord): Messages['SandboxD
     networks: nets.map(networkMsg),
     links,
     filesDir: root.mode.kind === 'bridge' || root.mode.kind === 'none' ? sandboxFilesDir(svc.cfg, root.id) : '',
+    published: [],
   };
 }
 
 export function handlers(svc: ModelService, info: { started: string; uplinks: string[]; version: string }): Handlers {
   return {
-    Info: () => ({
+    Info: async () => ({
       version: info.version,
       dataplane: svc.dataplane.mode,
       pid: process.pid,
@@ -82,6 +169,11 @@ export function handlers(svc: ModelService, info: { started: string; uplinks: st
       networks: svc.store.networks().length,
       sandboxes: svc.store.sandboxes().length,
       started: info.started,
+      // Cheap (one map read); info never fails because counters cannot be read.
+      counters: (await counterMsgs(svc).catch((e: Error) => {
+        svc.log.warn({ err: e.message }, 'reading dataplane counters failed');
+        return undefined;
+      })) ?? [],
     }),
     NetworkCreate: async (req) => networkMsg(await svc.createNetwork(req)),
     NetworkList: () => ({ networks: svc.store.networks().map(networkMsg) }),
@@ -106,10 +198,24 @@ export function handlers(svc: ModelService, info: { started: string; uplinks: st
     },
     SandboxCreate: async (req, ctx) => sandboxDetail(svc, await svc.createSandbox(req, ctx)),
     SandboxList: () => ({ sandboxes: svc.store.sandboxes().map(sandboxMsg) }),
-    SandboxInspect: (req) => sandboxDetail(svc, svc.sandbox(req.ref)),
+    SandboxInspect: async (req, ctx) => {
+      const sb = svc.sandbox(req.ref);
+      const d = sandboxDetail(svc, sb);
+      d.published = (await publishedPorts(svc, [sb], ctx)).ports;
+      return d;
+    },
     SandboxRemove: async (req) => {
       const s = await svc.removeSandbox(req.ref, req.force);
       return { ids: [s.id], names: [s.name] };
+    },
+    PortList: async (req, ctx) => {
+      const sbs = req.sandbox ? [svc.sandbox(req.sandbox)] : svc.store.sandboxes();
+      const r = await publishedPorts(svc, sbs, ctx);
+      return { dataplane: svc.dataplane.mode, counted: r.counted, ports: r.ports };
+    },
+    Counters: async () => {
+      const c = await counterMsgs(svc);
+      return { dataplane: svc.dataplane.mode, available: !!c, counters: c ?? [] };
     },
   };
 }

@@ -12,7 +12,8 @@ import type { Store } from '../state/store.js';
 import type { Dataplane, DesiredState } from '../dataplane/types.js';
 import type { EndpointRecord, NetworkRecord, PortMapping, SandboxRecord, DriverName } from '../model/types.js';
 import { resolveIpam, allocateAddress, choosePool } from '../model/ipam.js';
-import { parsePortSpecs, allocatePorts, publishAll, takenBy, DEFAULT_EPHEMERAL } from '../model/portspec.js';
+import { parsePortSpecs, allocatePorts, publishAll, takenBy, DEFAULT_EPHEMERAL, type IsTaken } from '../model/portspec.js';
+import { describeSocket, portConflicts, readBoundSockets, type BoundSocket } from './listening.js';
 import { newId, resolveRef, macFromIpv4, hostVethName, bridgeDeviceName } from '../model/ids.js';
 import { validateName, validateDeviceName, validateHostname, parseBridgeOptions, validateDnsServer } from '../model/names.js';
 import { desiredDataplaneState } from '../model/desired.js';
@@ -116,7 +117,8 @@ export class ModelService {
 
   async program(): Promise<void> {
     const r = await this.dataplane.apply(this.desired());
-    this.log.debug({ report: r.ports, networks: r.networks }, 'dataplane programmed');
+    for (const warning of r.warnings ?? []) this.log.warn(warning);
+    this.log.debug({ report: r.ports, networks: r.networks, endpoints: r.endpoints }, 'dataplane programmed');
   }
 
   // ---- predefined networks ---------------------------------------------------
@@ -260,6 +262,16 @@ export class ModelService {
 
   // ---- sandboxes -------------------------------------------------------------
 
+  /** Sockets bound in the node's netns (the agent's own), for publish-time conflicts. */
+  private async nodeSockets(): Promise<BoundSocket[]> {
+    try {
+      return await readBoundSockets();
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'could not read the node\'s sockets; publishing checks mappings only');
+      return [];
+    }
+  }
+
   private ephemeral(): [number, number] {
     try {
       return this.node.ephemeral();
@@ -307,9 +319,20 @@ export class ModelService {
       w.warn('Published ports are discarded when using host network mode');
     } else if (mode.kind === 'bridge' && net) {
       const requests = parsePortSpecs(req.publish);
-      const ctx = { defaultHostIp: net.hostBindingIpv4, ephemeral: this.ephemeral(), isTaken: takenBy(this.store.ports()) };
-      ports = allocatePorts(requests, ctx);
-      if (req.publishAll) ports = [...ports, ...publishAll(req.expose, { ...ctx, isTaken: takenBy([...this.store.ports(), ...ports]) }, ports)];
+      // A host port is taken by another mapping or by a socket on the node
+      // (a listening TCP socket, a bound UDP one), as a bind would find it.
+      const sockets = requests.length || req.publishAll ? await this.nodeSockets() : [];
+      const isTaken = (existing: PortMapping[]): IsTaken => {
+        const byMapping = takenBy(existing);
+        return (hostIp, proto, port) => byMapping(hostIp, proto, port) || portConflicts(sockets, hostIp, port, proto).length > 0;
+      };
+      const ctx = { defaultHostIp: net.hostBindingIpv4, ephemeral: this.ephemeral(), isTaken: isTaken(this.store.ports()) };
+      try {
+        ports = allocatePorts(requests, ctx);
+        if (req.publishAll) ports = [...ports, ...publishAll(req.expose, { ...ctx, isTaken: isTaken([...this.store.ports(), ...ports]) }, ports)];
+      } catch (e) {
+        throw withSocketHint(e, sockets);
+      }
     } else if (mode.kind === 'none' && (req.publish.length || req.publishAll)) {
       w.warn('Published ports are discarded when using network mode none');
     }
@@ -544,4 +567,14 @@ export class ModelService {
       this.log.error({ err: (e as Error).message, what }, 'rollback step failed; reconcile will finish it at the next start');
     }
   }
+}
+
+/** A host port refused because a node socket holds it says which socket. */
+function withSocketHint(e: unknown, sockets: BoundSocket[]): unknown {
+  if (!(e instanceof BpfnetError) || e.code !== 'E_CONFLICT') return e;
+  const d = e.details as { hostIp?: string; hostPort?: number; proto?: string } | undefined;
+  if (!d?.hostIp || !d.hostPort || (d.proto !== 'tcp' && d.proto !== 'udp')) return e;
+  const held = portConflicts(sockets, d.hostIp, d.hostPort, d.proto);
+  if (held.length === 0) return e;
+  return new BpfnetError('E_CONFLICT', `${e.message}: a process on the node holds it (${held.map(describeSocket).join(', ')})`, e.details);
 }

@@ -4,6 +4,7 @@ import { startAgent } from '../agent/agent.js';
 import { defaultConfig, type AgentConfig } from '../agent/config.js';
 import { socketPath, resolveHost } from '../api/client.js';
 import { call, collect, json, out } from './api.js';
+import { formatInfoCounters } from './stats.js';
 import { invalidArgument } from '../util/errors.js';
 import { maps as mapLayouts } from '../maps/generated/abi.js';
 
@@ -67,6 +68,7 @@ export function infoCommand(): Command {
           `Started:        ${i.started}`,
           `Networks:       ${i.networks}`,
           `Sandboxes:      ${i.sandboxes}`,
+          ...formatInfoCounters(i.counters),
           `Uplinks:        ${i.uplinks.join(', ') || '(none)'}`,
           `Node addresses: ${i.nodeAddresses.join(', ') || '(none)'}`,
           `State dir:      ${i.stateDir}`,

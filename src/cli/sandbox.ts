@@ -4,6 +4,7 @@
  * the way `docker run` does (output passes through, exit code and signals
  * are the process's).
  */
+import { inspectPorts } from './ports.js';
 import { Command } from 'commander';
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
@@ -61,7 +62,8 @@ function createRequest(o: CreateOpts): Partial<Messages['SandboxCreateRequest']>
 function inspectDoc(d: Messages['SandboxDetail']): unknown {
   const nets = new Map(d.networks.map((n) => [n.id, networkRec(n)]));
   const links = new Map(d.links.map((l) => [l.endpointId, { hostIfIndex: l.hostIfindex, peerIfIndex: l.peerIfindex, present: l.present }]));
-  return sandboxInspect(sandboxRec(d.sandbox!), d.endpoints.map(endpointRec), nets, links);
+  // Docker's shape, plus bpfnet's per-port view (backend, active, counters) under its own key.
+  return { ...sandboxInspect(sandboxRec(d.sandbox!), d.endpoints.map(endpointRec), nets, links), Bpfnet: inspectPorts(d.published) };
 }
 
 /**

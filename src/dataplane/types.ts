@@ -84,6 +84,8 @@ export interface ApplyReport {
   addresses: { added: number; removed: number };
   networks?: { added: number; removed: number };
   endpoints?: { added: number; removed: number };
+  /** Things the mode could not do here (logged by the agent). */
+  warnings?: string[];
 }
 
 /** Counters of one published port since it was published (where the mode can count). */

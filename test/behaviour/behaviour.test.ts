@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Probe, ProbeResult } from '../../src/lab/multiprobe.js';
-import { firewallRules } from '../../src/lab/lab.js';
+import { ECHO_SCRIPT, firewallRules, waitReady } from '../../src/lab/lab.js';
 import { CLIENT_IP, INTERNET_IP, INTERNET_PORT, NODE_IP, NODE_IP2, World, type Mode, type Place } from './world.js';
 
 const ALL_MODES: Mode[] = ['ebpf', 'iptables', 'nftables'];
@@ -175,6 +175,25 @@ for (const mode of MODES) {
       const byMac = await w.probe(a2, [{ proto: 'udp', host: INTERNET_IP, port: INTERNET_PORT }]);
       await w.exec(a2, 'ip', ['link', 'set', 'eth0', 'address', mac]);
       expect(byMac[0]!.ok).toBe(false);
+    });
+
+    it('a host port held by a process on the node is refused at publish time, naming the socket', async () => {
+      const holder = w.lab.node.spawn(process.execPath, [ECHO_SCRIPT, '8090', 'node-process']);
+      try {
+        await waitReady(holder, 'node process on 8090');
+        const r = await w.lab.cli('sandbox', 'create', '--name', 'taken', '--network', 'n2', '-p', '8090:80');
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toContain('E_CONFLICT');
+        expect(r.stderr).toContain('tcp 0.0.0.0:8090');
+        expect((await w.lab.cli('sandbox', 'inspect', 'taken')).code).not.toBe(0);
+        // An ephemeral or ranged choice skips it.
+        await w.lab.ok('sandbox', 'create', '--name', 'ranged', '--network', 'n2', '-p', '8090-8091:80');
+        const ports = await w.lab.json<{ hostPort: number }[]>('ports', 'ls', '--sandbox', 'ranged', '--format', 'json');
+        expect(ports.map((p) => p.hostPort)).toEqual([8091]);
+        await w.lab.ok('sandbox', 'rm', 'ranged');
+      } finally {
+        holder.kill('SIGKILL');
+      }
     });
 
     it('embedded DNS: names resolve only on shared networks', async () => {

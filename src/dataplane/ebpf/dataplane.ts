@@ -6,10 +6,12 @@
  */
 import { loadObject, pruneVersions, removeRoot, mapsDir, type LoadedObject, type MapMigration } from '../../loader/load.js';
 import { attachTc, detachTc } from '../../loader/tc.js';
+import { attachCgroup, Cgroup2MissingError, detachCgroup, sockCgroupProgs } from '../../loader/cgroup.js';
 import { portEntries } from '../../controller/ports.js';
-import type { ApplyReport, Dataplane, DataplaneEndpoint, DataplaneNetwork, DesiredState } from '../types.js';
+import type { ApplyReport, Dataplane, DataplaneEndpoint, DataplaneNetwork, DesiredState, PortCounters } from '../types.js';
 import type { AddrKey, AddrValue, ConfigValue, EndpointInfo, EndpointKey, IfaceKey, NetKey, NetValue, UplinkKey, UplinkValue } from '../../maps/generated/abi.js';
 import { MapMirror, type SyncCounts } from './mirror.js';
+import { readCounters, readPortCounters } from './counters.js';
 import { netnsCookie } from '../../netlink/netns.js';
 import { invalidArgument } from '../../util/errors.js';
 import { isIPv4 } from 'node:net';
@@ -21,6 +23,10 @@ export interface EbpfOptions {
   netns?: string | undefined;
   mapSizes?: Record<string, number>;
   onMigrate?: (m: MapMigration) => void;
+  /** Attach the socket hooks that give node-local clients access (default true). */
+  nodeLocal?: boolean;
+  /** cgroup2 directory for the socket hooks (default: the cgroup2 root). */
+  cgroupPath?: string;
   /** Masquerade source ports, inclusive (default 61000-65535: above Linux's default ephemeral range). */
   snatPorts?: [number, number];
 }
@@ -30,6 +36,7 @@ export const DEFAULT_SNAT_PORTS: [number, number] = [61000, 65535];
 export const PROGRAMS = {
   uplink: { object: 'uplink', prog: 'from_uplink' },
   uplinkEgress: { object: 'uplink', prog: 'to_uplink' },
+  sock: { object: 'sock', prog: 'sock_connect4' },
   endpoint: { object: 'endpoint', prog: 'from_container' },
 } as const;
 
@@ -52,12 +59,13 @@ export class EbpfDataplane implements Dataplane {
   private readonly loaded = new Map<string, LoadedObject>();
   private pruned = false;
 
-  private async load(name: string): Promise<LoadedObject> {
+  /** progType null: from the section names (cgroup programs). */
+  private async load(name: string, progType: 'classifier' | null = 'classifier'): Promise<LoadedObject> {
     let o = this.loaded.get(name);
     if (!o) {
       o = await loadObject(name, {
         root: this.opts.root,
-        progType: 'classifier',
+        ...(progType ? { progType } : {}),
         ...(this.opts.mapSizes ? { mapSizes: this.opts.mapSizes } : {}),
         ...(this.opts.onMigrate ? { onMigrate: this.opts.onMigrate } : {}),
       });
@@ -120,14 +128,39 @@ export class EbpfDataplane implements Dataplane {
       report.attached.push({ dev: t.dev, hook: `tc/${t.direction}`, prog: a.progName, progId: a.progId });
     }
     for (const k of [...this.attached.keys()]) if (!keep.has(k)) this.attached.delete(k);
+    await this.attachSocketHooks(report);
     // Older versions are no longer attached anywhere we manage: unpin them
     // (once per process: versions only change when the agent is upgraded).
     if (!this.pruned) {
       await pruneVersions(this.opts.root, uplink.name, uplink.hash);
       await pruneVersions(this.opts.root, endpoint.name, endpoint.hash);
+      const sock = this.loaded.get(PROGRAMS.sock.object);
+      if (sock) await pruneVersions(this.opts.root, sock.name, sock.hash);
       this.pruned = true;
     }
     return report;
+  }
+
+  /**
+   * Node-local access (localhost and node IPs) without a proxy: the cgroup
+   * connect/sendmsg/recvmsg/getpeername hooks, on the cgroup2 root through
+   * links pinned under our root, so a restart updates them in place and
+   * removing the root detaches them. They act only in the node's netns
+   * (bpfnet_config's cookie). Once per process: attachCgroup is idempotent.
+   */
+  private socketHooks: 'attached' | 'unavailable' | undefined;
+  private async attachSocketHooks(report: ApplyReport): Promise<void> {
+    if (this.opts.nodeLocal === false || this.socketHooks === 'attached') return;
+    try {
+      const sock = await this.load(PROGRAMS.sock.object, null);
+      const links = await attachCgroup({ root: this.opts.root, progs: sockCgroupProgs(sock.progs), ...(this.opts.cgroupPath ? { cgroupPath: this.opts.cgroupPath } : {}) });
+      for (const l of links) if (l.action !== 'unchanged') report.attached.push({ dev: `cgroup:${l.cgroupId}`, hook: `cgroup/${String(l.attachType)}`, prog: l.name, progId: l.progId });
+      this.socketHooks = 'attached';
+    } catch (e) {
+      if (!(e instanceof Cgroup2MissingError)) throw e;
+      if (this.socketHooks === undefined) (report.warnings ??= []).push(`node-local access to published ports is off: ${e.message}`);
+      this.socketHooks = 'unavailable';
+    }
   }
 
   private mirrorState: MapMirror | undefined;
@@ -144,12 +177,22 @@ export class EbpfDataplane implements Dataplane {
     return { netns_cookie: this.cookie, snat_port_min: min, snat_port_max: max, flags: 0 };
   }
 
+  portCounters(): Promise<PortCounters[]> {
+    return readPortCounters(this.mapDir);
+  }
+
+  counters(): Promise<Record<string, { packets: bigint; bytes: bigint }>> {
+    return readCounters(this.mapDir);
+  }
+
   async teardown(state: DesiredState): Promise<void> {
     const devs = [...state.uplinks, ...state.endpoints.map((e) => e.hostDev)];
     for (const dev of devs) {
       await detachTc({ netns: this.opts.netns, dev, direction: 'ingress' }).catch(() => undefined);
     }
     for (const dev of state.uplinks) await detachTc({ netns: this.opts.netns, dev, direction: 'egress' }).catch(() => undefined);
+    await detachCgroup(this.opts.root).catch(() => undefined);
+    this.socketHooks = undefined;
     this.attached.clear();
     this.loaded.clear();
     this.mirrorState = undefined;
