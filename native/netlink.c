@@ -13,6 +13,13 @@
  *   bpfProgInfo(fd) -> {id, type, name, tag}   BPF_OBJ_GET_INFO_BY_FD of a program
  *   closeFd(fd)
  *   listenInNetns(nsPath, 'udp'|'tcp', addr, port) -> fd   an IPv4 server socket bound inside a netns
+ *   netnsCookie(nsPath?) -> bigint  SO_NETNS_COOKIE of a netns
+ *   openDir(path) -> fd             O_RDONLY|O_DIRECTORY (a cgroup, as BPF_LINK_CREATE target)
+ *   bpfObjPin(fd, path)             BPF_OBJ_PIN
+ *   bpfLinkCreate(progFd, targetFd, attachType) -> fd   BPF_LINK_CREATE
+ *   bpfLinkUpdate(linkFd, newProgFd, oldProgFd?)       BPF_LINK_UPDATE (atomic replace)
+ *   bpfLinkDetach(linkFd)           BPF_LINK_DETACH
+ *   bpfLinkInfo(fd) -> {id, type, progId, cgroupId?, attachType?}   BPF_OBJ_GET_INFO_BY_FD of a link
  *
  * Everything is synchronous: a netlink round trip takes microseconds. A netns
  * is entered with a thread-level setns() on the calling thread and left again
@@ -667,6 +674,162 @@ static napi_value netns_cookie(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---------- BPF links (cgroup attachment) ---------- */
+
+/*
+ * A cgroup program is attached through a BPF link: BPF_LINK_CREATE with the
+ * cgroup directory's fd as target, pinned in bpffs (BPF_OBJ_PIN) so it
+ * outlives the process; BPF_LINK_UPDATE swaps the program atomically; the
+ * link (and the attachment) goes away with its last pin and fd, or at once
+ * with BPF_LINK_DETACH.
+ */
+
+/* Is fd an anonymous inode of this kind ("bpf-prog", "bpf_link"/"bpf-link", "bpf-map")? 1, 0 or -errno. */
+static int fd_kind_is(int fd, const char *kind) {
+  char link[64], target[64], want[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t tn = readlink(link, target, sizeof target - 1);
+  if (tn < 0) return -errno;
+  target[tn] = 0;
+  snprintf(want, sizeof want, "anon_inode:%s", kind);
+  return strcmp(target, want) == 0;
+}
+
+static int get_u32(napi_env env, napi_value v, uint32_t *out) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_number) return -1;
+  return napi_get_value_uint32(env, v, out) == napi_ok ? 0 : -1;
+}
+
+static napi_value open_dir(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char path[MAX_PATH];
+  int present;
+  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present)
+    return throw_type(env, "openDir(path: string)");
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, errno, "open", path);
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+static napi_value bpf_obj_pin(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int fd;
+  char path[MAX_PATH];
+  int present;
+  if (argc < 2 || get_fd(env, argv[0], &fd) < 0 ||
+      get_opt_string(env, argv[1], argc, 1, path, sizeof path, &present) < 0 || !present)
+    return throw_type(env, "bpfObjPin(fd: number, path: string)");
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.pathname = (uint64_t)(uintptr_t)path;
+  attr.bpf_fd = (uint32_t)fd;
+  if (sys_bpf(BPF_OBJ_PIN, &attr, sizeof attr) < 0) return throw_errno(env, errno, "bpf(BPF_OBJ_PIN)", path);
+  napi_value out;
+  napi_get_undefined(env, &out);
+  return out;
+}
+
+static napi_value bpf_link_create(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  int prog_fd, target_fd;
+  uint32_t attach_type;
+  if (argc < 3 || get_fd(env, argv[0], &prog_fd) < 0 || get_fd(env, argv[1], &target_fd) < 0 ||
+      get_u32(env, argv[2], &attach_type) < 0)
+    return throw_type(env, "bpfLinkCreate(progFd: number, targetFd: number, attachType: number)");
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.link_create.prog_fd = (uint32_t)prog_fd;
+  attr.link_create.target_fd = (uint32_t)target_fd;
+  attr.link_create.attach_type = attach_type;
+  long fd = sys_bpf(BPF_LINK_CREATE, &attr, sizeof attr);
+  if (fd < 0) return throw_errno(env, errno, "bpf(BPF_LINK_CREATE)", NULL);
+  napi_value out;
+  napi_create_int32(env, (int32_t)fd, &out);
+  return out;
+}
+
+static napi_value bpf_link_update(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  int link_fd, prog_fd, old_fd = -1;
+  if (argc < 2 || get_fd(env, argv[0], &link_fd) < 0 || get_fd(env, argv[1], &prog_fd) < 0)
+    return throw_type(env, "bpfLinkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number)");
+  if (argc >= 3) {
+    napi_valuetype t;
+    napi_typeof(env, argv[2], &t);
+    if (t != napi_undefined && t != napi_null && get_fd(env, argv[2], &old_fd) < 0)
+      return throw_type(env, "bpfLinkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number)");
+  }
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.link_update.link_fd = (uint32_t)link_fd;
+  attr.link_update.new_prog_fd = (uint32_t)prog_fd;
+  if (old_fd >= 0) {
+    attr.link_update.flags = BPF_F_REPLACE;
+    attr.link_update.old_prog_fd = (uint32_t)old_fd;
+  }
+  if (sys_bpf(BPF_LINK_UPDATE, &attr, sizeof attr) < 0) return throw_errno(env, errno, "bpf(BPF_LINK_UPDATE)", NULL);
+  napi_value out;
+  napi_get_undefined(env, &out);
+  return out;
+}
+
+static napi_value bpf_link_detach(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int link_fd;
+  if (argc < 1 || get_fd(env, argv[0], &link_fd) < 0) return throw_type(env, "bpfLinkDetach(linkFd: number)");
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.link_detach.link_fd = (uint32_t)link_fd;
+  if (sys_bpf(BPF_LINK_DETACH, &attr, sizeof attr) < 0) return throw_errno(env, errno, "bpf(BPF_LINK_DETACH)", NULL);
+  napi_value out;
+  napi_get_undefined(env, &out);
+  return out;
+}
+
+#ifndef BPF_LINK_TYPE_CGROUP
+#define BPF_LINK_TYPE_CGROUP 3
+#endif
+
+static napi_value bpf_link_info(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int fd;
+  if (argc < 1 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "bpfLinkInfo(fd: number)");
+  /* "bpf_link" from BPF_LINK_CREATE, "bpf-link" from BPF_OBJ_GET. */
+  int k = fd_kind_is(fd, "bpf_link");
+  if (k == 0) k = fd_kind_is(fd, "bpf-link");
+  if (k < 0) return throw_errno(env, -k, "readlink", NULL);
+  if (!k) return throw_errno(env, EINVAL, "bpf(BPF_OBJ_GET_INFO_BY_FD) (not a link)", NULL);
+  struct bpf_link_info li;
+  memset(&li, 0, sizeof li);
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.info.bpf_fd = (uint32_t)fd;
+  attr.info.info_len = sizeof li;
+  attr.info.info = (uint64_t)(uintptr_t)&li;
+  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr) < 0)
+    return throw_errno(env, errno, "bpf(BPF_OBJ_GET_INFO_BY_FD)", NULL);
+  napi_value out, v;
+  napi_create_object(env, &out);
+  napi_create_uint32(env, li.id, &v);
+  napi_set_named_property(env, out, "id", v);
+  napi_create_uint32(env, li.type, &v);
+  napi_set_named_property(env, out, "type", v);
+  napi_create_uint32(env, li.prog_id, &v);
+  napi_set_named_property(env, out, "progId", v);
+  if (li.type == BPF_LINK_TYPE_CGROUP) {
+    /* cgroupId 0: the cgroup is gone (the link is defunct). */
+    napi_create_bigint_uint64(env, li.cgroup.cgroup_id, &v);
+    napi_set_named_property(env, out, "cgroupId", v);
+    napi_create_uint32(env, li.cgroup.attach_type, &v);
+    napi_set_named_property(env, out, "attachType", v);
+  }
+  return out;
+}
+
 /* ---------- module ---------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -685,6 +848,12 @@ static napi_value init(napi_env env, napi_value exports) {
       {"closeFd", NULL, socket_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listenInNetns", NULL, listen_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netnsCookie", NULL, netns_cookie, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"openDir", NULL, open_dir, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bpfObjPin", NULL, bpf_obj_pin, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bpfLinkCreate", NULL, bpf_link_create, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bpfLinkUpdate", NULL, bpf_link_update, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bpfLinkDetach", NULL, bpf_link_detach, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bpfLinkInfo", NULL, bpf_link_info, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

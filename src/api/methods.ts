@@ -14,6 +14,8 @@ export const METHODS = {
   SandboxList: { req: 'Empty', res: 'SandboxList' },
   SandboxInspect: { req: 'Ref', res: 'SandboxDetail' },
   SandboxRemove: { req: 'Ref', res: 'Removed' },
+  PortList: { req: 'PortListRequest', res: 'PortList' },
+  Counters: { req: 'Empty', res: 'Counters' },
 } as const satisfies Record<string, { req: keyof Messages; res: keyof Messages }>;
 
 export type Method = keyof typeof METHODS;

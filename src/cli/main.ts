@@ -11,6 +11,8 @@ import { bpfCommand } from './bpf.js';
 import { agentCommand, infoCommand } from './agent.js';
 import { networkCommand } from './network.js';
 import { sandboxCommand, runCommand, execCommand } from './sandbox.js';
+import { portsCommand, portCommand } from './ports.js';
+import { statsCommand } from './stats.js';
 import { json } from './api.js';
 import { BpfnetError } from '../util/errors.js';
 import { DEFAULT_BPFFS_ROOT } from '../util/paths.js';
@@ -61,6 +63,9 @@ program.addCommand(sandboxCommand());
 program.addCommand(runCommand());
 program.addCommand(execCommand());
 program.addCommand(bpfCommand());
+program.addCommand(portsCommand());
+program.addCommand(portCommand());
+program.addCommand(statsCommand());
 
 function formatLab(a: LabAccount): string {
   const lines: string[] = ['', 'What happened', '-------------'];

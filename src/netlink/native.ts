@@ -30,6 +30,31 @@ export interface NetlinkAddon {
   closeFd(fd: number): void;
   /** The 64-bit cookie of the netns at nsPath (default: the caller's), as bpf_get_netns_cookie() sees it. */
   netnsCookie(nsPath?: string): bigint;
+  /** open(path, O_RDONLY|O_DIRECTORY|O_CLOEXEC): e.g. a cgroup directory as BPF_LINK_CREATE target; close with closeFd. */
+  openDir(path: string): number;
+  /** bpf(BPF_OBJ_PIN): pins the program, map or link fd at path (on bpffs; EEXIST when taken). */
+  bpfObjPin(fd: number, path: string): void;
+  /** bpf(BPF_LINK_CREATE): attaches progFd to targetFd (a cgroup fd for cgroup attach types); the link fd (close with closeFd). */
+  bpfLinkCreate(progFd: number, targetFd: number, attachType: number): number;
+  /** bpf(BPF_LINK_UPDATE): the link runs newProgFd from now on (atomic); with oldProgFd, only if it still runs that one (BPF_F_REPLACE, else EPERM). */
+  bpfLinkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number): void;
+  /** bpf(BPF_LINK_DETACH): detaches now, whoever else holds the link; pins and fds stay valid (defunct). */
+  bpfLinkDetach(linkFd: number): void;
+  /** bpf(BPF_OBJ_GET_INFO_BY_FD) of a link fd (EINVAL when fd is not a link). */
+  bpfLinkInfo(fd: number): BpfLinkInfo;
+}
+
+/** What bpfLinkInfo reports. */
+export interface BpfLinkInfo {
+  id: number;
+  /** BPF_LINK_TYPE_* (3: cgroup). */
+  type: number;
+  /** The program the link runs. */
+  progId: number;
+  /** Cgroup links: the cgroup's id (its cgroup2 directory's inode number); 0n once the cgroup is gone or the link was detached. */
+  cgroupId?: bigint;
+  /** Cgroup links: BPF_CGROUP_* attach type. */
+  attachType?: number;
 }
 
 /** What bpfProgInfo reports. */

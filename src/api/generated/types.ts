@@ -108,6 +108,7 @@ export interface InfoResponse {
   networks: number;
   sandboxes: number;
   started: string;
+  counters: Counter[];
 }
 
 export interface NetworkCreateRequest {
@@ -179,6 +180,46 @@ export interface SandboxDetail {
   networks: Network[];
   links: EndpointLink[];
   filesDir: string;
+  published: PublishedPort[];
+}
+
+export interface PublishedPort {
+  hostIp: string;
+  hostPort: number;
+  proto: string;
+  containerIp: string;
+  containerPort: number;
+  sandboxId: string;
+  sandboxName: string;
+  networkId: string;
+  networkName: string;
+  active: boolean;
+  inactiveReason: string;
+  counted: boolean;
+  packets: number;
+  bytes: number;
+}
+
+export interface PortListRequest {
+  sandbox: string;
+}
+
+export interface PortList {
+  dataplane: string;
+  counted: boolean;
+  ports: PublishedPort[];
+}
+
+export interface Counter {
+  name: string;
+  packets: number;
+  bytes: number;
+}
+
+export interface Counters {
+  dataplane: string;
+  available: boolean;
+  counters: Counter[];
 }
 
 export interface Messages {
@@ -204,4 +245,9 @@ export interface Messages {
   SandboxCreateRequest: SandboxCreateRequest;
   SandboxList: SandboxList;
   SandboxDetail: SandboxDetail;
+  PublishedPort: PublishedPort;
+  PortListRequest: PortListRequest;
+  PortList: PortList;
+  Counter: Counter;
+  Counters: Counters;
 }
