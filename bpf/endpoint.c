@@ -1,38 +1,115 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* tc ingress of a container veth's host side (packets *from* the container):
- * reverse translation of replies to published ports, forwarded by FIB lookup
- * (the stack would drop a packet whose source is a node address); then
- * isolation: nothing reaches another network's containers directly. */
+/*
+ * tc ingress of a container veth's host side: every packet *from* a container.
+ *
+ *   1. anti-spoofing against the endpoint of this device (bpfnet_ifaces);
+ *      no entry (an endpoint being set up) -> no check;
+ *   2. internal networks: nothing leaves the subnet (before any translation,
+ *      so replies of translated flows are held to it too);
+ *   3. reverse NAT of replies to published ports (hairpin replies get their
+ *      destination back too), delivered into the local client container or
+ *      routed out by FIB lookup;
+ *   4. published ports reached from a container through a node address (a
+ *      bpfnet_addrs address or the network's gateway, like Docker's
+ *      `--dst-type LOCAL`): DNAT (hairpin: source SNATed to the gateway) and
+ *      delivery into the backend;
+ *   5. policy for the rest: isolation, ICC, and same-network traffic
+ *      delivered straight into the peer container; the node and outside
+ *      destinations go to the stack (to_uplink masquerades them).
+ */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/nat.h"
 #include "lib/fib.h"
 #include "lib/policy.h"
+#include "lib/forward.h"
+#include "lib/antispoof.h"
+
+static __always_inline int drop(struct __sk_buff *skb, __u32 metric)
+{
+	metric_inc(metric, skb->len);
+	return TC_ACT_SHOT;
+}
 
 SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
+	struct endpoint_info *ep = endpoint_of_iface(skb->ifindex);
+	struct eth_view eth;
+	struct net_value *net;
 	struct pkt p = {};
-	int rc = parse_ipv4_l4(skb, &p);
+	int rc, r, hairpin;
+
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(struct ethhdr)) < 0)
+		return TC_ACT_OK;	/* shorter than Ethernet: the stack drops it */
+	rc = parse_ipv4_l4(skb, &p);
+
+	/* 1. anti-spoofing */
+	if (ep && !source_ok(skb, ep, &eth, rc, &p))
+		return drop(skb, METRIC_DROP_SPOOF);
+	if (eth.proto != bpf_htons(ETH_P_IP) || rc == PARSE_MALFORMED)
+		return TC_ACT_OK;	/* ARP, IPv6, ...; malformed IPv4: the stack drops it */
+
+	/* 2. internal networks */
+	net = net_of(p.saddr);
+	if (net && (net->flags & NET_F_INTERNAL) && !internal_allows(&p, net))
+		return drop(skb, METRIC_DROP_INTERNAL);
 
 	if (rc == PARSE_L4) {
+		/* 3. replies of translated flows */
 		switch (nat_rnat(skb, &p)) {
 		case NAT_DONE:
 			metric_inc(METRIC_RNAT, skb->len);
-			return fib_redirect(skb, &p);
+			return deliver_routed(skb, &p);
 		case NAT_FAILED:
-			metric_inc(METRIC_REWRITE_FAIL, skb->len);
-			return TC_ACT_SHOT;
+			return drop(skb, METRIC_REWRITE_FAIL);
 		default:
 			break;
 		}
+
+		/* 4. published ports through a node address (not from internal
+		 * networks: Docker publishes nothing for them) */
+		if (!(net && (net->flags & NET_F_INTERNAL)) &&
+		    ((net && net->gateway && p.daddr == net->gateway) || nat_addr_is_node(p.daddr))) {
+			switch (nat_dnat_local(skb, &p, net ? net->gateway : 0, &hairpin)) {
+			case NAT_DONE:
+				metric_inc(METRIC_DNAT, skb->len);
+				if (hairpin)
+					metric_inc(METRIC_HAIRPIN, skb->len);
+				return deliver_routed(skb, &p);
+			case NAT_FAILED:
+				return drop(skb, METRIC_REWRITE_FAIL);
+			case NAT_CLASH:
+				metric_inc(METRIC_CT_CLASH, skb->len);
+				return TC_ACT_OK;
+			default:
+				break;
+			}
+		}
 	}
-	if (rc != PARSE_MALFORMED && cross_network(&p)) {
-		metric_inc(METRIC_DROP_ISOLATION, skb->len);
-		return TC_ACT_SHOT;
+
+	/* ---- ICMP errors about translated flows (integrator) ----------------
+	 * An ICMP error a container sends about a DNATed flow (e.g. port
+	 * unreachable toward the client) needs its outer source and inner header
+	 * reverse-translated. Hook icmp_error_rnat(skb, &p) (bpf/lib/icmp.h)
+	 * here, for rc == PARSE_OTHER && p.proto == IPPROTO_ICMP; on NAT_DONE
+	 * (count METRIC_ICMP_XLATE) return deliver_routed(skb, &p), on
+	 * NAT_FAILED drop with METRIC_REWRITE_FAIL.
+	 * --------------------------------------------------------------------- */
+
+	/* 5. policy for untranslated traffic (TCP, UDP, ICMP, fragments) */
+	switch (policy_check(&p, net)) {
+	case POLICY_SAME_NET:
+		r = deliver_local(skb, p.daddr);
+		return r == FWD_NOT_LOCAL ? TC_ACT_OK : r;
+	case POLICY_DROP_ISOLATION:
+		return drop(skb, METRIC_DROP_ISOLATION);
+	case POLICY_DROP_ICC:
+		return drop(skb, METRIC_DROP_ICC);
+	default:
+		return TC_ACT_OK;
 	}
-	return TC_ACT_OK;
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -5,6 +5,18 @@
  * records the reply tuple in bpfnet_nat_ct; the reverse translation on the
  * container side needs that record because a wildcard frontend could have been
  * reached through any node address.
+ *
+ * Two entry points translate toward a container:
+ *   nat_dnat()        packets from outside (the uplink);
+ *   nat_dnat_local()  packets from a container to a node address, including
+ *                     hairpin (a container reaching its own published port:
+ *                     its source becomes its network's gateway, recorded with
+ *                     NAT_CT_F_HAIRPIN so the reply's destination is restored).
+ * nat_rnat() reverses both on the replies.
+ *
+ * A destination in 127.0.0.0/8 never matches a frontend: a packet on the wire
+ * addressed to loopback is not ours to translate; only the socket-level hooks
+ * serve loopback frontends (moby#45610).
  */
 #ifndef BPFNET_NAT_H
 #define BPFNET_NAT_H
@@ -13,6 +25,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "csum.h"
+#include "stats.h"
 
 enum nat_result {
 	NAT_NONE = 0,		/* nothing matched: pass untouched */
@@ -21,33 +34,62 @@ enum nat_result {
 	NAT_CLASH,		/* reply tuple in use by another frontend: pass untouched */
 };
 
-static __always_inline struct port_value *frontend_lookup(const struct pkt *p)
+static __always_inline int nat_addr_is_loopback(ip4_be addr)
 {
-	struct port_key k = {
-		.addr = p->daddr,
-		.port = p->dport,
-		.proto = p->proto,
-	};
-	struct addr_key a = { .addr = p->daddr };
+	return (bpf_ntohl(addr) >> 24) == 127;
+}
+
+/* One of the node's own addresses (bpfnet_addrs). */
+static __always_inline int nat_addr_is_node(ip4_be addr)
+{
+	struct addr_key a = { .addr = addr };
+
+	return bpf_map_lookup_elem(&bpfnet_addrs, &a) != 0;
+}
+
+/*
+ * The frontend p addresses, exact (host IP, proto, port) first, then the
+ * wildcard 0.0.0.0, which applies only to node addresses: `local` says the
+ * caller already knows daddr is one, else bpfnet_addrs is asked. *k is left
+ * holding the key that matched (for the per-port counters).
+ */
+static __always_inline struct port_value *frontend_match(const struct pkt *p, struct port_key *k, int local)
+{
 	struct port_value *v;
 
 	/* 0.0.0.0 is never a real destination; it must not hit a wildcard key. */
-	if (!p->daddr)
+	if (!p->daddr || nat_addr_is_loopback(p->daddr))
 		return 0;
-	v = bpf_map_lookup_elem(&bpfnet_ports, &k);
+	k->addr = p->daddr;
+	k->port = p->dport;
+	k->proto = p->proto;
+	k->pad = 0;
+	v = bpf_map_lookup_elem(&bpfnet_ports, k);
 	if (v)
 		return v;
-	/* Wildcard frontends apply only to the node's own addresses. */
-	if (!bpf_map_lookup_elem(&bpfnet_addrs, &a))
+	if (!local && !nat_addr_is_node(p->daddr))
 		return 0;
-	k.addr = 0;
-	return bpf_map_lookup_elem(&bpfnet_ports, &k);
+	k->addr = 0;
+	return bpf_map_lookup_elem(&bpfnet_ports, k);
+}
+
+static __always_inline struct port_value *frontend_lookup(const struct pkt *p)
+{
+	struct port_key k = {};
+
+	return frontend_match(p, &k, 0);
 }
 
 /* A reply tuple still in use for another frontend is not taken over before
  * it has been idle this long: two flows sharing one reply tuple would get each
  * other's replies (conntrack calls this a clash). */
 #define NAT_CT_CLASH_IDLE_NS (60ULL * 1000 * 1000 * 1000)
+
+enum nat_ct_claim_result {
+	NAT_CT_OK = 0,
+	NAT_CT_BUSY = -1,	/* clash: the tuple belongs to another live flow */
+	NAT_CT_NOT_NEW = -2,	/* no state and not the start of a TCP flow */
+};
 
 static __always_inline void nat_ct_key_of(struct nat_ct_key *k, const struct pkt *p,
 					  const struct port_value *be)
@@ -59,53 +101,140 @@ static __always_inline void nat_ct_key_of(struct nat_ct_key *k, const struct pkt
 	k->proto = p->proto;
 }
 
-/* Returns 0 when the flow may use this frontend, -1 on a clash. */
-static __always_inline int nat_ct_record(const struct pkt *p, const struct port_value *be)
+/* A TCP segment that opens a connection: SYN without ACK. */
+static __always_inline int tcp_is_syn(struct __sk_buff *skb, const struct pkt *p)
+{
+	__u8 flags;
+
+	if (bpf_skb_load_bytes(skb, p->l4_off + 13, &flags, 1) < 0)
+		return 0;
+	return (flags & 0x12) == 0x02;	/* SYN, not ACK */
+}
+
+/*
+ * Record (or refresh) the reply tuple of p's flow toward backend be. The reply
+ * comes back addressed to `peer` (the client, or the gateway it was SNATed to
+ * for hairpin, flags NAT_CT_F_HAIRPIN). need_syn: a TCP flow without state is
+ * only started by a SYN (see nat_dnat_local).
+ */
+static __always_inline int nat_ct_claim(struct __sk_buff *skb, const struct pkt *p,
+					const struct port_value *be, ip4_be peer,
+					__u16 flags, int need_syn)
 {
 	struct nat_ct_key k = {};
 	__u64 now = bpf_ktime_get_ns();
 	struct nat_ct_value *cur;
 
 	nat_ct_key_of(&k, p, be);
+	k.daddr = peer;
 	cur = bpf_map_lookup_elem(&bpfnet_nat_ct, &k);
 	if (cur) {
 		/* Hot path: refresh in place. */
-		if (cur->orig_addr == p->daddr && cur->orig_port == p->dport) {
+		if (cur->orig_addr == p->daddr && cur->orig_port == p->dport && cur->flags == flags) {
 			cur->last_seen_ns = now;
-			return 0;
+			return NAT_CT_OK;
 		}
 		if (now - cur->last_seen_ns < NAT_CT_CLASH_IDLE_NS)
-			return -1;
+			return NAT_CT_BUSY;
 	}
+	if (need_syn && p->proto == IPPROTO_TCP && !tcp_is_syn(skb, p))
+		return NAT_CT_NOT_NEW;
+
 	struct nat_ct_value v = {
 		.orig_addr = p->daddr,
 		.orig_port = p->dport,
+		.flags = flags,
+		.client_addr = (flags & NAT_CT_F_HAIRPIN) ? p->saddr : 0,
 		.last_seen_ns = now,
 	};
 	if (bpf_map_update_elem(&bpfnet_nat_ct, &k, &v, BPF_ANY) < 0)
 		metric_inc(METRIC_CT_INSERT_FAIL, 0);
+	return NAT_CT_OK;
+}
+
+/* Returns 0 when the flow may use this frontend, -1 on a clash. */
+static __always_inline int nat_ct_record(const struct pkt *p, const struct port_value *be)
+{
+	return nat_ct_claim(0, p, be, p->saddr, 0, 0) < 0 ? -1 : 0;
+}
+
+/* Rewrite destination (and, for hairpin, source) and keep p in step. */
+static __always_inline int nat_rewrite_dst(struct __sk_buff *skb, struct pkt *p,
+					   const struct port_value *be)
+{
+	ip4_be addr = be->backend_addr;
+	port_be port = be->backend_port;
+
+	if (rewrite_addr(skb, p, offsetof(struct iphdr, daddr), p->daddr, addr) < 0 ||
+	    rewrite_port(skb, p, offsetof(struct tcphdr, dest), p->dport, port) < 0)
+		return -1;
+	p->daddr = addr;
+	p->dport = port;
 	return 0;
 }
 
 /* Client -> node:hostPort becomes client -> container:containerPort. */
 static __always_inline int nat_dnat(struct __sk_buff *skb, struct pkt *p)
 {
-	struct port_value *be = frontend_lookup(p);
+	struct port_key k = {};
+	struct port_value *be = frontend_match(p, &k, 0);
 
 	if (!be)
 		return NAT_NONE;
-	if (nat_ct_record(p, be) < 0)
+	if (nat_ct_claim(skb, p, be, p->saddr, 0, 0) < 0)
 		return NAT_CLASH;
-	if (rewrite_addr(skb, p, offsetof(struct iphdr, daddr), p->daddr, be->backend_addr) < 0 ||
-	    rewrite_port(skb, p, offsetof(struct tcphdr, dest), p->dport, be->backend_port) < 0)
+	if (nat_rewrite_dst(skb, p, be) < 0)
 		return NAT_FAILED;
-	/* Keep the parsed tuple in step with the packet for later stages. */
-	p->daddr = be->backend_addr;
-	p->dport = be->backend_port;
+	port_stats_add(&k, skb->len);
 	return NAT_DONE;
 }
 
-/* Container -> client replies get the frontend back as their source. */
+/*
+ * Container -> node address:hostPort (the caller has established that daddr
+ * is the node's: a bpfnet_addrs address or the sender's gateway), DNATed like
+ * on the uplink. When the backend is the sender itself (hairpin), the source
+ * becomes `gateway` so that the reply leaves the container again instead of
+ * short-cutting through its loopback; *hairpin says so. gateway 0: no hairpin
+ * possible (NAT_NONE).
+ *
+ * A TCP flow without state is only started by a SYN: a container's reply to a
+ * node socket whose port happens to be a published port (a connection the
+ * node opened toward the container) is left alone. UDP cannot tell the two
+ * apart.
+ */
+static __always_inline int nat_dnat_local(struct __sk_buff *skb, struct pkt *p, ip4_be gateway, int *hairpin)
+{
+	struct port_key k = {};
+	struct port_value *be = frontend_match(p, &k, 1);
+	ip4_be client = p->saddr;
+	int hp, r;
+
+	*hairpin = 0;
+	if (!be)
+		return NAT_NONE;
+	hp = be->backend_addr == client;
+	if (hp && !gateway)
+		return NAT_NONE;
+	r = nat_ct_claim(skb, p, be, hp ? gateway : client, hp ? NAT_CT_F_HAIRPIN : 0, 1);
+	if (r == NAT_CT_BUSY)
+		return NAT_CLASH;
+	if (r == NAT_CT_NOT_NEW)
+		return NAT_NONE;
+	if (nat_rewrite_dst(skb, p, be) < 0)
+		return NAT_FAILED;
+	if (hp) {
+		if (rewrite_addr(skb, p, offsetof(struct iphdr, saddr), client, gateway) < 0)
+			return NAT_FAILED;
+		p->saddr = gateway;
+		*hairpin = 1;
+	}
+	port_stats_add(&k, skb->len);
+	return NAT_DONE;
+}
+
+/* Container -> client replies get the frontend back as their source; a
+ * hairpin reply (to the gateway) also gets the client's own address back as
+ * its destination. */
 static __always_inline int nat_rnat(struct __sk_buff *skb, struct pkt *p)
 {
 	struct nat_ct_key k = {
@@ -116,15 +245,25 @@ static __always_inline int nat_rnat(struct __sk_buff *skb, struct pkt *p)
 		.proto = p->proto,
 	};
 	struct nat_ct_value *ct = bpf_map_lookup_elem(&bpfnet_nat_ct, &k);
+	ip4_be orig_addr, client;
+	port_be orig_port;
 
 	if (!ct)
 		return NAT_NONE;
 	ct->last_seen_ns = bpf_ktime_get_ns();
-	if (rewrite_addr(skb, p, offsetof(struct iphdr, saddr), p->saddr, ct->orig_addr) < 0 ||
-	    rewrite_port(skb, p, offsetof(struct tcphdr, source), p->sport, ct->orig_port) < 0)
+	orig_addr = ct->orig_addr;
+	orig_port = ct->orig_port;
+	client = (ct->flags & NAT_CT_F_HAIRPIN) ? ct->client_addr : 0;
+	if (rewrite_addr(skb, p, offsetof(struct iphdr, saddr), p->saddr, orig_addr) < 0 ||
+	    rewrite_port(skb, p, offsetof(struct tcphdr, source), p->sport, orig_port) < 0)
 		return NAT_FAILED;
-	p->saddr = ct->orig_addr;
-	p->sport = ct->orig_port;
+	p->saddr = orig_addr;
+	p->sport = orig_port;
+	if (client) {
+		if (rewrite_addr(skb, p, offsetof(struct iphdr, daddr), p->daddr, client) < 0)
+			return NAT_FAILED;
+		p->daddr = client;
+	}
 	return NAT_DONE;
 }
 

@@ -7,6 +7,7 @@
 import { describe, expect, it, type TestContext } from 'vitest';
 import { testRun } from '../../src/loader/testrun.js';
 import type { NatCtKey, NatCtValue, PortKey, PortValue } from '../../src/maps/generated/abi.js';
+import { TypedMap } from '../../src/maps/map.js';
 import {
   metricsDelta,
   readMetrics,
@@ -403,6 +404,86 @@ describe('from_container (reverse NAT)', () => {
       dnatCount += d.METRIC_DNAT?.packets ?? 0;
       rnatCount += d.METRIC_RNAT?.packets ?? 0;
     }
+  });
+
+  // Hairpin: a container reached its own published port; the request's source
+  // was SNATed to the gateway and the ct entry carries NAT_CT_F_HAIRPIN and
+  // the container's own address, restored as the reply's destination.
+  describe('hairpin replies and replies to local client containers', () => {
+    const GW = '198.19.0.1';
+    const CLIENT_CTR = '198.19.0.3';
+    const CLIENT_CTR_MAC = '02:42:c6:13:00:03';
+    const TC_ACT_REDIRECT = 7;
+
+    async function withEndpoints<T>(eps: { addr: string; ifindex: number; mac: string }[], f: () => Promise<T>): Promise<T> {
+      const m = TypedMap.open(suite.bpf.mapDir, 'bpfnet_endpoints');
+      try {
+        await m.setMany(eps.map((e) => [{ addr: e.addr }, { ...e, net_id: 1, flags: 0 }]));
+        return await f();
+      } finally {
+        await m.deleteMany(eps.map((e) => ({ addr: e.addr })));
+        m.close();
+      }
+    }
+
+    async function expectRnat(input: Buffer, verdict: number, output: Buffer, moved: Partial<Record<string, number>>): Promise<void> {
+      const before = await readMetrics(suite.bpf.mapDir);
+      const r = await testRun(suite.env.prog, input, { netns: suite.bpf.netns });
+      expect(r.retval, 'verdict').toBe(verdict);
+      expect(r.output.toString('hex'), 'output packet').toBe(output.toString('hex'));
+      expect(verifyChecksums(r.output)).toBe(true);
+      const d = metricsDelta(before, await readMetrics(suite.bpf.mapDir));
+      expect(Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v!.packets]))).toEqual(moved);
+      rnatCount += d.METRIC_RNAT?.packets ?? 0;
+    }
+
+    const hp = (key: NatCtKey, origAddr: string, origPort: number, client: string): [NatCtKey, NatCtValue] =>
+      [key, { orig_addr: origAddr, orig_port: origPort, flags: 0x1, client_addr: client, last_seen_ns: 1n }];
+
+    it('hairpin TCP reply: source -> frontend, destination -> the container itself (no endpoint programmed: FIB, here the stack)', async () => {
+      const key = ctKey(BACKEND, 80, GW, 40001, tcp);
+      await suite.env.ct.setMany([hp(key, NODE_IP, 8080, BACKEND)]);
+      await expectRnat(reply({ dst: GW }), TC_ACT_OK, reply({ src: NODE_IP, sport: 8080, dst: BACKEND }), { METRIC_RNAT: 1 });
+      const v = await suite.env.ct.get(key);
+      expect(v?.flags).toBe(1);
+      expect(v?.client_addr).toBe(BACKEND);
+      expect(v!.last_seen_ns).toBeGreaterThan(1n);
+    });
+
+    it('hairpin UDP reply without checksum, through a wildcard frontend on the second node address', async () => {
+      await suite.env.ct.setMany([hp(ctKey(BACKEND, 53, GW, 33333, udp), NODE_IP2, 5353, BACKEND)]);
+      const q = { proto: 'udp' as const, sport: 53, dport: 33333, udpChecksumZero: true };
+      await expectRnat(reply({ ...q, dst: GW }), TC_ACT_OK, reply({ ...q, src: NODE_IP2, sport: 5353, dst: BACKEND }), { METRIC_RNAT: 1 });
+    });
+
+    it('hairpin reply delivered into the container itself: TTL-1, its MAC, redirect_peer', async () => {
+      await suite.env.ct.setMany([hp(ctKey(BACKEND, 80, GW, 40001, tcp), NODE_IP, 8080, BACKEND)]);
+      await withEndpoints([{ addr: BACKEND, ifindex: 11, mac: BACKEND_MAC }], () =>
+        expectRnat(reply({ dst: GW }), TC_ACT_REDIRECT, reply({ src: NODE_IP, sport: 8080, dst: BACKEND, ttl: 63, dstMac: BACKEND_MAC }), { METRIC_RNAT: 1, METRIC_REDIRECT: 1 }));
+    });
+
+    it('a flag-less entry with a client_addr set is not treated as hairpin', async () => {
+      await suite.env.ct.setMany([[ctKey(BACKEND, 80, CLIENT, 40001, tcp), { orig_addr: NODE_IP, orig_port: 8080, flags: 0, client_addr: '192.0.2.99', last_seen_ns: 1n }]]);
+      await expectRnat(reply(), TC_ACT_OK, reply({ src: NODE_IP, sport: 8080 }), { METRIC_RNAT: 1 });
+    });
+
+    it('reply to a client container (it reached node:8080 from the same node): delivered into it, TTL-1', async () => {
+      await suite.env.ct.setMany([ct(ctKey(BACKEND, 80, CLIENT_CTR, 40001, tcp), NODE_IP, 8080)]);
+      await withEndpoints([{ addr: CLIENT_CTR, ifindex: 12, mac: CLIENT_CTR_MAC }], () =>
+        expectRnat(reply({ dst: CLIENT_CTR }), TC_ACT_REDIRECT, reply({ src: NODE_IP, sport: 8080, dst: CLIENT_CTR, ttl: 63, dstMac: CLIENT_CTR_MAC }), { METRIC_RNAT: 1, METRIC_REDIRECT: 1 }));
+    });
+
+    it('round trip from a container: its request DNATed on its own veth, the reply reversed on the backend\'s', async () => {
+      await suite.env.ports.setMany([port(ANY, 8080, tcp, BACKEND, 80)]);
+      await suite.env.addrs.setMany([[{ addr: NODE_IP }, { flags: 0 }]]);
+      const req = buildPacket({ srcMac: CLIENT_CTR_MAC, dstMac: NODE_MAC, src: CLIENT_CTR, dst: NODE_IP, proto: 'tcp', sport: 40001, dport: 8080, tcpFlags: TCP_SYN });
+      const before = await readMetrics(suite.bpf.mapDir);
+      const r1 = await testRun(suite.env.prog, req, { netns: suite.bpf.netns });
+      expect(r1.retval).toBe(TC_ACT_OK); // no endpoints programmed: translated, then the (empty) FIB
+      expect(r1.output.toString('hex')).toBe(buildPacket({ srcMac: CLIENT_CTR_MAC, dstMac: NODE_MAC, src: CLIENT_CTR, dst: BACKEND, proto: 'tcp', sport: 40001, dport: 80, tcpFlags: TCP_SYN }).toString('hex'));
+      dnatCount += metricsDelta(before, await readMetrics(suite.bpf.mapDir)).METRIC_DNAT?.packets ?? 0;
+      await expectRnat(reply({ dst: CLIENT_CTR }), TC_ACT_OK, reply({ src: NODE_IP, sport: 8080, dst: CLIENT_CTR }), { METRIC_RNAT: 1 });
+    });
   });
 
   it('counts reverse-translated replies in bpfnet_metrics[METRIC_RNAT]', async () => {

@@ -223,7 +223,9 @@ export function netEntries(networks: DataplaneNetwork[]): [NetKey, NetValue][] {
       (n.icc ? 0 : NET_F_NO_ICC) |
       (!n.masquerade || mode === 'routed' ? NET_F_NO_MASQ : 0) |
       (mode === 'routed' || mode === 'nat-unprotected' ? NET_F_DIRECT : 0);
-    return [{ prefixlen, addr }, { net_id: n.id, flags, gateway: n.gateway || '0.0.0.0', snat_addr: n.snatIp || '0.0.0.0' }];
+    // isolated: no gateway at all, so the node is not reachable from the network either.
+    const gateway = mode === 'isolated' || !n.gateway ? '0.0.0.0' : n.gateway;
+    return [{ prefixlen, addr }, { net_id: n.id, flags, gateway, snat_addr: n.snatIp || '0.0.0.0' }];
   });
 }
 
