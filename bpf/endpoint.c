@@ -25,6 +25,7 @@
 #include "lib/policy.h"
 #include "lib/forward.h"
 #include "lib/antispoof.h"
+#include "lib/icmp.h"
 
 static __always_inline int drop(struct __sk_buff *skb, __u32 metric)
 {
@@ -89,14 +90,20 @@ int from_container(struct __sk_buff *skb)
 		}
 	}
 
-	/* ---- ICMP errors about translated flows (integrator) ----------------
-	 * An ICMP error a container sends about a DNATed flow (e.g. port
-	 * unreachable toward the client) needs its outer source and inner header
-	 * reverse-translated. Hook icmp_error_rnat(skb, &p) (bpf/lib/icmp.h)
-	 * here, for rc == PARSE_OTHER && p.proto == IPPROTO_ICMP; on NAT_DONE
-	 * (count METRIC_ICMP_XLATE) return deliver_routed(skb, &p), on
-	 * NAT_FAILED drop with METRIC_REWRITE_FAIL.
-	 * --------------------------------------------------------------------- */
+	/* ICMP errors a container sends about a flow that reached it through a
+	 * published port (port unreachable, frag needed): the outer source and
+	 * the quoted packet go back to the frontend the client used. */
+	if (rc == PARSE_OTHER && p.proto == IPPROTO_ICMP) {
+		switch (icmp_error_rnat(skb, &p)) {
+		case NAT_DONE:
+			metric_inc(METRIC_ICMP_XLATE, skb->len);
+			return deliver_routed(skb, &p);
+		case NAT_FAILED:
+			return drop(skb, METRIC_REWRITE_FAIL);
+		default:
+			break;
+		}
+	}
 
 	/* 5. policy for untranslated traffic (TCP, UDP, ICMP, fragments) */
 	switch (policy_check(&p, net)) {

@@ -48,4 +48,46 @@ static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt 
 	return bpf_skb_store_bytes(skb, p->l4_off + port_off, &new, sizeof(new), 0);
 }
 
+/* Replace an IPv4 address covered by no L4 pseudo-header: ICMP packets, or
+ * the IP header alone. */
+static __always_inline int rewrite_l3_addr(struct __sk_buff *skb, const struct pkt *p,
+					   __u32 addr_off, ip4_be old, ip4_be new)
+{
+	int ret = bpf_l3_csum_replace(skb, p->l3_off + offsetof(struct iphdr, check),
+				      old, new, sizeof(new));
+
+	if (ret < 0)
+		return ret;
+	return bpf_skb_store_bytes(skb, p->l3_off + addr_off, &new, sizeof(new), 0);
+}
+
+/* rewrite_addr for TCP/UDP, rewrite_l3_addr for ICMP (no pseudo-header). */
+static __always_inline int rewrite_addr_any(struct __sk_buff *skb, const struct pkt *p,
+					    __u32 addr_off, ip4_be old, ip4_be new)
+{
+	if (old == new)
+		return 0;
+	if (p->proto == IPPROTO_ICMP)
+		return rewrite_l3_addr(skb, p, addr_off, old, new);
+	return rewrite_addr(skb, p, addr_off, old, new);
+}
+
+/* Offset of the translatable "port" in the L4 header: TCP/UDP source or dest,
+ * the ICMP echo identifier (one field for both directions). */
+static __always_inline __u32 l4_port_off(__u8 proto, int dest)
+{
+	if (proto == IPPROTO_ICMP)
+		return 4;
+	return dest ? offsetof(struct tcphdr, dest) : offsetof(struct tcphdr, source);
+}
+
+/* Plain ones'-complement update of any 16-bit checksum field at off (an
+ * embedded header's checksum): unlike bpf_l4_csum_replace this ignores
+ * skb->ip_summed, which describes the outer packet only. */
+static __always_inline int csum_field_replace(struct __sk_buff *skb, __u32 off,
+					      __u32 old, __u32 new, __u32 size)
+{
+	return bpf_l3_csum_replace(skb, off, old, new, size);
+}
+
 #endif

@@ -3,7 +3,7 @@
  * Every expected packet is built independently with buildPacket, so a byte
  * for byte match also proves the incremental checksum updates.
  */
-import { describe, expect, it, type TestContext } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { testRun } from '../../src/loader/testrun.js';
 import type { NatCtKey, PortKey, PortValue } from '../../src/maps/generated/abi.js';
 import {
@@ -25,6 +25,7 @@ import {
   type PacketSpec,
 } from '../harness/packet.js';
 import { ANY, BACKEND, NODE_IP, NODE_IP2, NODE_MAC, tcp, udp } from '../harness/addresses.js';
+import { NET_F_DIRECT, NET_F_INTERNAL, NET_F_NO_MASQ, pair, runSnatCase, SnatEnv, ST_REPLY, TC_ACT_REDIRECT, TC_ACT_SHOT as SHOT, type SnatCase } from './snatcase.js';
 
 const CLIENT = '192.0.2.10';
 const CLIENT_MAC = '02:00:00:00:c1:10';
@@ -500,4 +501,103 @@ describe('from_uplink (published-port DNAT)', () => {
     expect(m.METRIC_REWRITE_FAIL.packets).toBe(0n);
     expect(m.METRIC_CT_INSERT_FAIL.packets).toBe(0n);
   });
+});
+
+// ---- from_uplink beyond DNAT: reverse SNAT first, no direct access ----------
+
+const GW = '198.19.0.1';
+const REMOTE = '203.0.113.7';
+const BACKEND_MAC = '02:42:c6:13:00:02';
+const NET = { subnet: '198.19.0.0/24', id: 1, gateway: GW };
+const EP = { addr: BACKEND, ifindex: 42, mac: BACKEND_MAC, net_id: 1, flags: 0 };
+/** BACKEND:40000 -> REMOTE:443 masqueraded as NODE_IP:62000, while 0.0.0.0:62000/tcp is published to BACKEND2:80. */
+const FLOW = pair(BACKEND, 40000, REMOTE, 443, tcp, NODE_IP, 62000, ST_REPLY);
+const PUB = port(ANY, 62000, tcp, BACKEND2, 80);
+
+const uplinkCases: (SnatCase & { expectCtLen?: number })[] = [
+  {
+    description: 'reverse SNAT wins over a published port on the same node port',
+    setup: { nets: [NET], snat: FLOW, ports: [PUB], addrs: [NODE_IP] },
+    input: pkt({ src: REMOTE, sport: 443, dport: 62000 }),
+    expectVerdict: TC_ACT_OK,
+    expectOutput: pkt({ src: REMOTE, sport: 443, dst: BACKEND, dport: 40000 }),
+    expectTouched: [FLOW[1]![0]],
+    expectMetrics: { METRIC_RSNAT: 1 },
+    expectCtLen: 0,
+  },
+  {
+    description: 'another remote to that port still reaches the published port',
+    setup: { nets: [NET], snat: FLOW, ports: [PUB], addrs: [NODE_IP] },
+    input: pkt({ src: REMOTE, sport: 444, dport: 62000 }),
+    expectVerdict: TC_ACT_OK,
+    expectOutput: pkt({ src: REMOTE, sport: 444, dst: BACKEND2, dport: 80 }),
+    expectMetrics: { METRIC_DNAT: 1 },
+    expectCtLen: 1,
+  },
+  {
+    description: 'DNAT to a local container: redirected into it, its MAC as destination',
+    setup: { nets: [NET], ports: [WEB_TCP], endpoints: [EP] },
+    input: pkt(),
+    expectVerdict: TC_ACT_REDIRECT,
+    expectOutput: pkt({ dst: BACKEND, dport: 80, dstMac: BACKEND_MAC }),
+    expectMetrics: { METRIC_DNAT: 1, METRIC_REDIRECT: 1 },
+    expectCtLen: 1,
+  },
+  {
+    description: 'DNAT into a nat-mode network is not direct access',
+    setup: { nets: [NET], ports: [WEB_TCP] },
+    input: pkt(),
+    expectVerdict: TC_ACT_OK,
+    expectOutput: pkt({ dst: BACKEND, dport: 80 }),
+    expectMetrics: { METRIC_DNAT: 1 },
+    expectCtLen: 1,
+  },
+  { description: 'no direct access: TCP to a container address (gateway mode nat) dropped', setup: { nets: [NET] }, input: pkt({ dst: BACKEND, dport: 80 }), expectVerdict: SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_DIRECT: 1 } },
+  { description: 'no direct access: UDP', setup: { nets: [NET] }, input: pkt({ proto: 'udp', dst: BACKEND, dport: 53 }), expectVerdict: SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_DIRECT: 1 } },
+  { description: 'no direct access: ICMP echo', setup: { nets: [NET] }, input: pkt({ proto: 'icmp', dst: BACKEND }), expectVerdict: SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_DIRECT: 1 } },
+  { description: 'no direct access: fragments', setup: { nets: [NET] }, input: pkt({ dst: BACKEND, fragOffset: 20 }), expectVerdict: SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_DIRECT: 1 } },
+  { description: 'no direct access: other protocols', setup: { nets: [NET] }, input: pkt({ proto: 47, dst: BACKEND }), expectVerdict: SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_DIRECT: 1 } },
+  { description: 'no direct access also with masquerade off', setup: { nets: [{ ...NET, flags: NET_F_NO_MASQ }] }, input: pkt({ dst: BACKEND, dport: 80 }), expectVerdict: SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_DIRECT: 1 } },
+  { description: 'a reply with no SNAT state to a container address is direct access too', setup: { nets: [NET], snat: FLOW }, input: pkt({ src: REMOTE, sport: 443, dst: BACKEND, dport: 40000 }), expectVerdict: SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_DIRECT: 1 } },
+  { description: 'the network\'s gateway (a node address) stays reachable', setup: { nets: [NET] }, input: pkt({ dst: GW }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
+  { description: 'direct access allowed (routed / nat-unprotected): passed to the stack', setup: { nets: [{ ...NET, flags: NET_F_DIRECT }] }, input: pkt({ dst: BACKEND, dport: 80 }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
+  {
+    description: 'direct UDP into a masquerading network (nat-unprotected): an identity entry keeps the answers untranslated',
+    setup: { nets: [{ ...NET, flags: NET_F_DIRECT }] },
+    input: pkt({ proto: 'udp', dst: BACKEND, dport: 53 }),
+    expectVerdict: TC_ACT_OK,
+    expectOutput: 'unchanged',
+    expectSnat: [[{ saddr: BACKEND, daddr: CLIENT, sport: 53, dport: 40001, proto: udp, dir: 1 }, { addr: BACKEND, port: 53, state: ST_REPLY, flags: 0, last_seen_ns: 0n }]],
+    expectMetrics: { METRIC_PASS: 1 },
+  },
+  {
+    description: 'direct UDP into a routed network (no masquerade): no state',
+    setup: { nets: [{ ...NET, flags: NET_F_DIRECT | NET_F_NO_MASQ }] },
+    input: pkt({ proto: 'udp', dst: BACKEND, dport: 53 }),
+    expectVerdict: TC_ACT_OK,
+    expectOutput: 'unchanged',
+    expectMetrics: { METRIC_PASS: 1 },
+  },
+  { description: 'internal network: never reachable from outside', setup: { nets: [{ ...NET, flags: NET_F_INTERNAL }] }, input: pkt({ dst: BACKEND, dport: 80 }), expectVerdict: SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_INTERNAL: 1 } },
+  { description: 'internal network: not even with direct access', setup: { nets: [{ ...NET, flags: NET_F_INTERNAL | NET_F_DIRECT }] }, input: pkt({ dst: BACKEND, dport: 80 }), expectVerdict: SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_INTERNAL: 1 } },
+  { description: 'addresses outside every bpfnet network pass', setup: { nets: [NET] }, input: pkt({ dst: NOT_NODE }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
+];
+
+describe('from_uplink: reverse SNAT first, then DNAT, then no direct access', () => {
+  const suite = bpfSuite(['uplink'], 'from_uplink');
+  let env: SnatEnv;
+  beforeAll(() => {
+    env = new SnatEnv(suite.bpf.mapDir, suite.bpf.netns);
+  });
+  afterEach(async () => {
+    await env?.clear();
+  });
+  afterAll(() => env?.close());
+
+  for (const c of uplinkCases) {
+    it(c.description, async () => {
+      await runSnatCase(env, suite.env.prog, c);
+      if (c.expectCtLen !== undefined) expect(await suite.env.ct.toArray()).toHaveLength(c.expectCtLen);
+    });
+  }
 });
