@@ -21,6 +21,7 @@ import {
   probeTool,
   versionRunner,
 } from './probes.js';
+import { fallbackNotes, type FallbackNote } from './fallback.js';
 
 export type ProbeStatus = 'ok' | 'warn' | 'fail';
 
@@ -42,6 +43,8 @@ export interface DoctorReport {
     reason: string;
     available: { ebpf: boolean; iptables: boolean; nftables: boolean };
   };
+  /** Where the iptables/nftables fallbacks cannot match eBPF on this machine. */
+  fallback?: FallbackNote[];
 }
 
 export { DEFAULT_BPFFS_ROOT };
@@ -81,7 +84,8 @@ export async function runDoctor(opts: { bpffsRoot?: string } = {}): Promise<Doct
     guard('nftables', 'nftables', () => probeNftables(version)),
   ]);
   const probes = [kernel, btf, bpffs, bpf, cgroup2, clsact, xdp, ...tools, iptables, nftables];
-  return { kernel: release, probes, dataplane: selectDataplane(release, probes) };
+  const fallback = await fallbackNotes().catch(() => undefined);
+  return { kernel: release, probes, dataplane: selectDataplane(release, probes), ...(fallback ? { fallback } : {}) };
 }
 
 /** ebpf if everything the eBPF loader needs works; else the first packet-filter fallback present. */

@@ -13,5 +13,12 @@ export function formatDoctor(r: DoctorReport): string {
     if (p.status !== 'ok' && p.fix) lines.push(`${indent}fix: ${p.fix}`);
   }
   lines.push('', `dataplane: ${r.dataplane.selected} (${r.dataplane.reason})`);
+  if (r.fallback?.length) {
+    lines.push('', 'fallback dataplanes (--dataplane iptables|nftables), where they differ from eBPF:');
+    for (const f of r.fallback) {
+      lines.push(`  ${f.mode}${f.status === 'warn' ? ' (WARN)' : ''}:`);
+      for (const l of f.limits) lines.push(`    - ${l}`);
+    }
+  }
   return lines.join('\n') + '\n';
 }
