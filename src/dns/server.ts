@@ -9,6 +9,14 @@
  * it belongs to: that is the asker's identity for the name table (only
  * networks the asker shares are visible).
  *
+ * Like Docker, the sockets are not bound to port 53, which stays free for
+ * the sandbox's own servers (0.0.0.0:53 in a container must work): UDP binds
+ * 127.0.0.11:0 (the kernel picks the port) and TCP the same port number
+ * (another pick when that is taken), and a redirect inside the sandbox's
+ * netns maps 127.0.0.11:53 to that port and back (redirect.ts: a tc program
+ * on the sandbox's lo by default; Docker's iptables rules or an nftables
+ * table for the fallback dataplanes).
+ *
  * Per query, as moby's Resolver.ServeDNS:
  * - A: the registry's addresses (TTL 600, shuffled when several);
  * - AAAA and MX for a name the registry knows: NOERROR without records
@@ -37,6 +45,8 @@ import type { DnsRegistry } from './registry.js';
 import { normalizeName, reverseToIpv4 } from './registry.js';
 import { answerResponse, encodableName, encodeFitting, fitRaw, parseQuery, RCODE, rcodeResponse, shuffle, UDP_MIN_PAYLOAD, type ParsedQuery, type Rcode } from './message.js';
 import { forward, MAX_UPSTREAMS, UPSTREAM_TIMEOUT_MS, type Upstream } from './upstream.js';
+import { createRedirect, type Redirect, type RedirectMode } from './redirect.js';
+import { netnsCookie } from '../netlink/index.js';
 
 export type { Upstream };
 
@@ -45,6 +55,8 @@ export const DNS_TTL = 600;
 /** Docker's limit of concurrent forwarded queries (maxConcurrent), here per sandbox. */
 export const MAX_INFLIGHT = 100;
 const MAX_TCP_CONNECTIONS = 64;
+/** Kernel-chosen UDP ports tried before giving up when TCP cannot have the same number. */
+const MAX_BIND_ATTEMPTS = 8;
 const TCP_IDLE_MS = 10_000;
 /** How often per sandbox a dropped-query warning is logged at most. */
 const WARN_EVERY_MS = 10_000;
@@ -56,7 +68,20 @@ export interface DnsServerOptions {
   logger: Logger;
   /** Default 127.0.0.11. */
   address?: string;
-  /** Default 53. */
+  /**
+   * How 127.0.0.11:53 reaches the server's port inside a sandbox: 'ebpf'
+   * (default; a tc program on the sandbox's lo), 'iptables' (Docker's
+   * rules), 'nftables', or 'none' (nothing: the sockets are bound to `port`
+   * itself, 53 by default).
+   */
+  redirect?: RedirectMode;
+  /** bpffs root for redirect 'ebpf' (program pins and bpfnet_dns); default /sys/fs/bpf/bpfnet. */
+  bpffsRoot?: string;
+  /**
+   * The port the sockets bind to inside each sandbox: default 0, a port the
+   * kernel picks per sandbox (53 is redirected to it); with redirect 'none'
+   * default 53.
+   */
   port?: number;
   /** Per upstream server; default 4000 (Docker's). */
   upstreamTimeoutMs?: number;
@@ -112,6 +137,8 @@ export interface DnsCounters {
 export interface DnsSandboxStats extends DnsCounters {
   sandboxId: string;
   nsPath: string;
+  /** The port the server's UDP and TCP sockets have on 127.0.0.11 in the sandbox. */
+  port: number;
   internal: boolean;
   /** Forwarded queries in flight now. */
   inflight: number;
@@ -131,6 +158,8 @@ function zero(): DnsCounters {
 interface Attached {
   sandboxId: string;
   nsPath: string;
+  cookie: bigint;
+  port: number;
   opts: AttachOptions;
   udp: dgram.Socket;
   tcp: net.Server;
@@ -149,6 +178,7 @@ export class DnsServer {
   private readonly log: Logger;
   private readonly address: string;
   private readonly port: number;
+  private redirect: Redirect;
   private readonly timeoutMs: number;
   private readonly maxInflight: number;
   private readonly maxConns: number;
@@ -157,6 +187,8 @@ export class DnsServer {
   private readonly sandboxes = new Map<string, Attached>();
   /** The last attach/detach queued per sandbox (they run one at a time, in call order). */
   private readonly queue = new Map<string, Promise<void>>();
+  /** Netns cookies of attached sandboxes (and of attaches in progress): one server per netns. */
+  private readonly cookies = new Map<bigint, string>();
   /** Counters of detached sandboxes, so totals never go backwards. */
   private readonly retired = zero();
   private closed = false;
@@ -164,9 +196,14 @@ export class DnsServer {
   constructor(opts: DnsServerOptions) {
     this.registry = opts.registry;
     this.upstreams = opts.upstreams.slice(0, MAX_UPSTREAMS).map((u) => ({ addr: u.addr, port: u.port ?? 53 }));
-    this.log = opts.logger.child({ component: 'dns' });
     this.address = opts.address ?? INTERNAL_NAMESERVER;
-    this.port = opts.port ?? 53;
+    const mode = opts.redirect ?? 'ebpf';
+    this.log = opts.logger.child({ component: 'dns' });
+    this.redirect = createRedirect(mode, {
+      ...(opts.bpffsRoot !== undefined ? { bpffsRoot: opts.bpffsRoot } : {}),
+      warn: (msg, details) => this.log.warn(details, `dns: ${msg}`),
+    });
+    this.port = opts.port ?? (mode === 'none' ? 53 : 0);
     this.timeoutMs = opts.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS;
     this.maxInflight = opts.maxInflightPerSandbox ?? MAX_INFLIGHT;
     this.maxConns = opts.maxTcpConnectionsPerSandbox ?? MAX_TCP_CONNECTIONS;
@@ -179,13 +216,20 @@ export class DnsServer {
     this.upstreams = upstreams.slice(0, MAX_UPSTREAMS).map((u) => ({ addr: u.addr, port: u.port ?? 53 }));
   }
 
+  /** How 127.0.0.11:53 reaches the server inside sandboxes. */
+  get redirectMode(): RedirectMode {
+    return this.redirect.mode;
+  }
+
   /**
    * Serves the sandbox whose netns is at nsPath (its lo must be up for
-   * clients to reach 127.0.0.11). Attaching an attached sandbox again with
-   * the same nsPath only updates opts; with another nsPath it re-attaches.
-   * The sockets hold a reference to the netns: detach before deleting it.
-   * E_NETNS when the netns cannot be entered, E_CONFLICT when something
-   * else holds 127.0.0.11:53/tcp there.
+   * clients to reach 127.0.0.11): binds the sockets there, then installs the
+   * redirect from 53. Attaching an attached sandbox again with the same
+   * nsPath only updates opts; with another nsPath it re-attaches. The
+   * sockets hold a reference to the netns: detach before deleting it.
+   * E_NETNS when the netns cannot be entered, E_CONFLICT when this server
+   * serves that netns for another sandbox already (or, with a fixed port,
+   * something else holds it there).
    */
   attach(sandboxId: string, nsPath: string, opts: AttachOptions): Promise<void> {
     return this.serialize(sandboxId, () => this.doAttach(sandboxId, nsPath, opts));
@@ -209,33 +253,114 @@ export class DnsServer {
   private async doAttach(sandboxId: string, nsPath: string, opts: AttachOptions): Promise<void> {
     if (this.closed) throw new BpfnetError('E_UNAVAILABLE', 'the DNS server is closed; create a new one', { sandboxId });
     const cur = this.sandboxes.get(sandboxId);
-    if (cur && cur.nsPath === nsPath) {
+    if (cur && cur.nsPath === nsPath && sameNetns(cur)) {
       cur.opts = copyOpts(opts);
       return;
     }
     if (cur) await this.doDetach(sandboxId);
 
-    let ref: Attached | undefined;
-    // adoptUdp/adoptTcp own the fd they are given (and close it when they fail).
-    const udp = await adoptUdp(listenInNetns(nsPath, 'udp', this.address, this.port));
-    let tcp: net.Server;
+    let cookie: bigint;
     try {
-      // Connections accepted before the record below exists are closed (the client retries).
-      tcp = await adoptTcp(listenInNetns(nsPath, 'tcp', this.address, this.port), (c) => (ref ? this.onConnection(ref, c) : c.destroy()), { allowHalfOpen: true });
+      cookie = netnsCookie(nsPath);
     } catch (e) {
+      throw new BpfnetError('E_NETNS', `embedded DNS: cannot enter netns ${nsPath}: ${e instanceof Error ? e.message : String(e)}`, { sandboxId, nsPath });
+    }
+    const owner = this.cookies.get(cookie);
+    if (owner !== undefined) {
+      throw new BpfnetError('E_CONFLICT', `embedded DNS: netns ${nsPath} is served for sandbox ${owner} already`, { sandboxId, nsPath, owner });
+    }
+    this.cookies.set(cookie, sandboxId);
+    try {
+      await this.bindAndRedirect(sandboxId, nsPath, cookie, opts);
+    } catch (e) {
+      if (this.cookies.get(cookie) === sandboxId && !this.sandboxes.has(sandboxId)) this.cookies.delete(cookie);
+      throw e;
+    }
+  }
+
+  /**
+   * UDP first on the configured port (0: the kernel's pick), then TCP on the
+   * same number; when TCP cannot have it (a sandbox socket holds it),
+   * another pick, a few times. UDP sockets whose port TCP could not have are
+   * held until the end, so the kernel never picks their port again.
+   */
+  private async bindPair(nsPath: string, cookie: bigint, onConnection: (c: net.Socket) => void): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
+    const attempts = this.port === 0 ? MAX_BIND_ATTEMPTS : 1;
+    // The port of an earlier agent's redirect here, when still free: its clients' translations stay valid.
+    let previous = this.port === 0 ? await this.redirect.previousPort({ nsPath, cookie, addr: this.address }).catch(() => undefined) : undefined;
+    const refused: dgram.Socket[] = [];
+    try {
+      for (let i = 0; ; i++) {
+        let udp: dgram.Socket;
+        // adoptUdp/adoptTcp own the fd they are given (and close it when they fail).
+        if (previous !== undefined) {
+          const want = previous;
+          previous = undefined;
+          try {
+            udp = await adoptUdp(listenInNetns(nsPath, 'udp', this.address, want));
+          } catch {
+            udp = await adoptUdp(listenInNetns(nsPath, 'udp', this.address, 0));
+          }
+        } else {
+          udp = await adoptUdp(listenInNetns(nsPath, 'udp', this.address, this.port));
+        }
+        const port = udp.address().port;
+        try {
+          const tcp = await adoptTcp(listenInNetns(nsPath, 'tcp', this.address, port), onConnection, { allowHalfOpen: true });
+          return { udp, tcp, port };
+        } catch (e) {
+          refused.push(udp);
+          if (!(e instanceof BpfnetError && e.code === 'E_CONFLICT') || i + 1 >= attempts) throw e;
+          this.log.debug({ nsPath, port }, 'dns: tcp port taken in the sandbox, picking another');
+        }
+      }
+    } finally {
+      for (const u of refused) u.close();
+    }
+  }
+
+  private async bindAndRedirect(sandboxId: string, nsPath: string, cookie: bigint, opts: AttachOptions): Promise<void> {
+    let ref: Attached | undefined;
+    // Connections accepted before the record below exists are closed (the client retries).
+    const { udp, tcp, port } = await this.bindPair(nsPath, cookie, (c) => (ref ? this.onConnection(ref, c) : c.destroy()));
+    const closeSockets = (): void => {
       udp.close();
+      tcp.close();
+    };
+    try {
+      await this.installRedirect({ nsPath, cookie, addr: this.address, port });
+    } catch (e) {
+      closeSockets();
       throw e;
     }
     const conns = new Set<net.Socket>();
     const abort = new AbortController();
     setMaxListeners(0, abort.signal); // one listener per forwarded query in flight
-    const sb: Attached = { sandboxId, nsPath, opts: copyOpts(opts), udp, tcp, conns, inflight: 0, counters: zero(), abort, lastWarn: 0 };
+    const sb: Attached = { sandboxId, nsPath, cookie, port, opts: copyOpts(opts), udp, tcp, conns, inflight: 0, counters: zero(), abort, lastWarn: 0 };
     ref = sb;
     udp.on('message', (msg, rinfo) => this.onDatagram(sb, msg, rinfo));
     udp.on('error', (e) => this.log.warn({ sandboxId, err: e.message }, 'dns: udp socket error'));
     tcp.on('error', (e) => this.log.warn({ sandboxId, err: e.message }, 'dns: tcp server error'));
     this.sandboxes.set(sandboxId, sb);
-    this.log.debug({ sandboxId, nsPath, internal: opts.internal }, 'dns: attached');
+    this.log.debug({ sandboxId, nsPath, port, redirect: this.redirect.mode, internal: opts.internal }, 'dns: attached');
+  }
+
+  /**
+   * The kernel refusing the loopback program (bpf_get_netns_cookie is
+   * allowed for tc programs from Linux 6.14 on) switches this server to
+   * Docker's iptables rules, once, with a warning, rather than leaving every
+   * sandbox without names.
+   */
+  private async installRedirect(t: { nsPath: string; cookie: bigint; addr: string; port: number }): Promise<void> {
+    try {
+      await this.redirect.install(t);
+    } catch (e) {
+      if (this.redirect.mode !== 'ebpf' || !(e instanceof BpfnetError && e.code === 'E_VERIFIER')) throw e;
+      this.log.warn({ err: e.message }, 'dns: the kernel refused the sandbox loopback program (bpf_get_netns_cookie in tc needs Linux 6.14); redirecting 127.0.0.11:53 with iptables rules in the sandboxes instead');
+      this.redirect.close();
+      this.redirect = createRedirect('iptables', { warn: (msg, details) => this.log.warn(details, `dns: ${msg}`) });
+      await this.redirect.install(t);
+    }
   }
 
   /** Stops serving a sandbox (sockets closed, its forwarded queries abandoned). Not attached is fine. */
@@ -243,11 +368,20 @@ export class DnsServer {
     return this.serialize(sandboxId, () => this.doDetach(sandboxId));
   }
 
-  private async doDetach(sandboxId: string): Promise<void> {
+  private async doDetach(sandboxId: string, removeRedirect = true): Promise<void> {
     const sb = this.sandboxes.get(sandboxId);
     if (!sb) return;
     this.sandboxes.delete(sandboxId);
+    if (this.cookies.get(sb.cookie) === sandboxId) this.cookies.delete(sb.cookie);
     sb.abort.abort();
+    // The redirect before the sockets: 53 then never leads to a port someone else may bind meanwhile.
+    if (removeRedirect) {
+      try {
+        await this.redirect.remove({ nsPath: sb.nsPath, cookie: sb.cookie, addr: this.address, port: sb.port });
+      } catch (e) {
+        this.log.warn({ sandboxId, nsPath: sb.nsPath, err: e instanceof Error ? e.message : String(e) }, 'dns: removing the redirect failed');
+      }
+    }
     for (const c of sb.conns) c.destroy();
     sb.conns.clear();
     const closing = new Promise<void>((resolve) => sb.tcp.close(() => resolve()));
@@ -261,15 +395,38 @@ export class DnsServer {
     this.log.debug({ sandboxId }, 'dns: detached');
   }
 
-  /** Detaches every sandbox; the server cannot be used afterwards. */
-  async close(): Promise<void> {
+  /**
+   * Detaches every sandbox; the server cannot be used afterwards. With
+   * leaveRedirects (an agent stopping), the redirects stay in the sandboxes:
+   * until a new server attaches there (on the same port when it is still
+   * free), 127.0.0.11:53 leads to a closed port (the client fails at once)
+   * rather than to whatever the sandbox has on 0.0.0.0:53.
+   */
+  async close(opts: { leaveRedirects?: boolean } = {}): Promise<void> {
     this.closed = true;
     await Promise.all([...this.queue.values()]);
-    await Promise.all([...this.sandboxes.keys()].map((id) => this.doDetach(id)));
+    await Promise.all([...this.sandboxes.keys()].map((id) => this.doDetach(id, !opts.leaveRedirects)));
+    this.redirect.close();
+  }
+
+  /**
+   * Removes redirect state kept outside sandboxes (ebpf: bpfnet_dns entries)
+   * for namespaces this server does not serve: those of sandboxes removed
+   * while no agent ran. Call after every sandbox has been attached (after
+   * reconcile). Returns how many entries went.
+   */
+  async pruneRedirects(): Promise<number> {
+    await Promise.all([...this.queue.values()]);
+    return this.redirect.prune(new Set(this.cookies.keys()));
   }
 
   isAttached(sandboxId: string): boolean {
     return this.sandboxes.has(sandboxId);
+  }
+
+  /** The port the sandbox's resolver sockets are bound to (127.0.0.11:port in its netns), undefined when not attached. */
+  portOf(sandboxId: string): number | undefined {
+    return this.sandboxes.get(sandboxId)?.port;
   }
 
   stats(): DnsStats {
@@ -277,7 +434,7 @@ export class DnsServer {
     const sandboxes: DnsSandboxStats[] = [];
     for (const sb of this.sandboxes.values()) {
       for (const k of Object.keys(totals) as (keyof DnsCounters)[]) totals[k] += sb.counters[k];
-      sandboxes.push({ sandboxId: sb.sandboxId, nsPath: sb.nsPath, internal: sb.opts.internal, inflight: sb.inflight, tcpConnections: sb.conns.size, ...sb.counters });
+      sandboxes.push({ sandboxId: sb.sandboxId, nsPath: sb.nsPath, port: sb.port, internal: sb.opts.internal, inflight: sb.inflight, tcpConnections: sb.conns.size, ...sb.counters });
     }
     return { attached: this.sandboxes.size, totals, sandboxes };
   }
@@ -458,6 +615,15 @@ export class DnsServer {
       default:
         return undefined;
     }
+  }
+}
+
+/** The netns at the sandbox's path is still the one served (not recreated there); unknown (cannot enter) counts as the same. */
+function sameNetns(sb: Attached): boolean {
+  try {
+    return netnsCookie(sb.nsPath) === sb.cookie;
+  } catch {
+    return true;
   }
 }
 
