@@ -27,6 +27,8 @@ have make || need+=(make)
 have python3 || need+=(python3)
 # dig: the embedded DNS server's integration test queries it as a real client.
 have dig || need+=(dnsutils)
+# the DNS redirect of the iptables/nftables modes flushes a sandbox's conntrack entries
+have conntrack || need+=(conntrack)
 # Only for the benchmarks (make bench sets BENCH=1): bench/setup.ts compares
 # sandbox setup against the CNI reference plugins (bridge, host-local).
 if [ "${BENCH:-}" = 1 ]; then

@@ -7,6 +7,9 @@
 import { readFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import { Store } from '../state/store.js';
+import { NatGc } from '../dataplane/ebpf/gc.js';
+import { createDataplane, removeOtherModes, resolveAutoMode } from '../dataplane/select.js';
+import type { Dataplane, DataplaneMode } from '../dataplane/types.js';
 import { EbpfDataplane } from '../dataplane/ebpf/dataplane.js';
 import { ensureBpffs } from '../loader/bpffs.js';
 import { Rtnl, sysctl } from '../netlink/index.js';
@@ -40,6 +43,16 @@ function readEphemeral(): [number, number] {
   return [lo, hi];
 }
 
+/** How often a rule-based dataplane checks that its rules are still there. */
+const RECHECK_MS = 30_000;
+
+async function chooseMode(cfg: AgentConfig, log: Logger): Promise<DataplaneMode> {
+  if (cfg.dataplane !== 'auto') return cfg.dataplane;
+  const a = await resolveAutoMode({ bpffsRoot: cfg.bpffsRoot });
+  log.info({ mode: a.mode, reason: a.reason }, 'dataplane auto: chose a mode');
+  return a.mode;
+}
+
 export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: cfg.logLevel })): Promise<RunningAgent> {
   const started = new Date().toISOString();
   const t0 = performance.now();
@@ -63,15 +76,26 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
 
   const plumbing = new Plumbing(netnsDir(cfg));
   await plumbing.bindHostNetns();
-  const dataplane = new EbpfDataplane({
-    root: cfg.bpffsRoot,
-    mapSizes: cfg.mapSizes,
-    snatPorts: cfg.snatPorts,
-    onMigrate: (m) => log.warn(m, m.kept ? 'BPF map resized; entries kept' : 'BPF map recreated with a new layout; its entries were dropped'),
-  });
+  const mode = await chooseMode(cfg, log);
+  // A restart in another mode first removes everything the other modes left
+  // (programs, pins, links, chains, tables; only bpfnet's), then programs
+  // this one from the same state: networks, sandboxes and ports survive.
+  const devices = [...uplinks, ...store.networks().flatMap((n) => (n.bridgeName ? [n.bridgeName] : [])), ...store.endpoints().flatMap((e) => (e.hostIfName ? [e.hostIfName] : []))];
+  const removed = await removeOtherModes(mode, { root: cfg.bpffsRoot, devices });
+  if (removed.ebpf?.detached.length || removed.iptables?.removed || removed.nftables?.removed) log.info({ removed }, 'removed what another dataplane mode left');
+  const ebpf =
+    mode === 'ebpf'
+      ? new EbpfDataplane({
+          root: cfg.bpffsRoot,
+          mapSizes: cfg.mapSizes,
+          snatPorts: cfg.snatPorts,
+          onMigrate: (m) => log.warn(m, m.kept ? 'BPF map resized; entries kept' : 'BPF map recreated with a new layout; its entries were dropped'),
+        })
+      : undefined;
+  const dataplane: Dataplane = ebpf ?? createDataplane(mode, {});
   const registry = new DnsRegistry();
   const upstreams = upstreamNameservers(readResolvConf(cfg.resolvConf)).map((u) => ({ addr: u.addr }));
-  const dns = cfg.embeddedDns ? new DnsServer({ registry, upstreams, logger: log.child({ component: 'dns' }), bpffsRoot: cfg.bpffsRoot, redirect: redirectForDataplane(cfg.dataplane) }) : undefined;
+  const dns = cfg.embeddedDns ? new DnsServer({ registry, upstreams, logger: log.child({ component: 'dns' }), bpffsRoot: cfg.bpffsRoot, redirect: redirectForDataplane(mode) }) : undefined;
   const service = new ModelService(cfg, store, plumbing, dataplane, log, {
     uplinks,
     addresses: () =>
@@ -96,15 +120,38 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
   await dns?.pruneRedirects().catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'dns: pruning stale redirects failed'));
   log.info({ ...rec, ms: Math.round(performance.now() - t0) }, 'reconciled');
 
+  // Expired NAT state goes in the background; the decision depends only on
+  // what the maps hold, so a restart never drops live flows.
+  const gc = ebpf
+    ? new NatGc({
+        mapDir: ebpf.mapDir,
+        onRun: (r) => log.debug({ gc: r }, 'NAT garbage collection'),
+        onError: (e) => log.warn({ err: e.message, code: e.code }, 'NAT garbage collection failed'),
+      })
+    : undefined;
+  gc?.start();
+  // Rule-based modes: someone may flush our chains (firewall reloads); put them back.
+  const recheck = dataplane.reconcile
+    ? setInterval(() => {
+        void dataplane.reconcile!().then(
+          (r) => r.reapplied && log.warn('dataplane rules were changed by someone else; re-applied'),
+          (e: Error) => log.warn({ err: e.message }, 'dataplane re-check failed'),
+        );
+      }, RECHECK_MS)
+    : undefined;
+  recheck?.unref();
+
   const server = new ApiServer(cfg.socket, handlers(service, { started, uplinks, version: VERSION }), log);
   await server.listen();
-  log.info({ socket: cfg.socket, state: store.path, bpffs: cfg.bpffsRoot, uplinks, dataplane: cfg.dataplane, embeddedDns: cfg.embeddedDns, dnsUpstreams: upstreams.map((u) => u.addr), version: VERSION }, 'agent ready');
+  log.info({ socket: cfg.socket, state: store.path, bpffs: cfg.bpffsRoot, uplinks, dataplane: mode, embeddedDns: cfg.embeddedDns, dnsUpstreams: upstreams.map((u) => u.addr), version: VERSION }, 'agent ready');
 
   return {
     service,
     server,
     async stop() {
       await server.close();
+      await gc?.stop();
+      if (recheck) clearInterval(recheck);
       await dns?.close({ leaveRedirects: true });
       plumbing.close();
       rt.close();

@@ -15,7 +15,8 @@ export interface AgentConfig {
   bpffsRoot: string;
   /** Devices external traffic arrives on; empty = the default route's device, if any. */
   uplinks: string[];
-  dataplane: 'ebpf';
+  /** ebpf, iptables, nftables, or auto (what `bpfnet doctor` selects). */
+  dataplane: 'ebpf' | 'iptables' | 'nftables' | 'auto';
   /** Device of the default `bridge` network (Docker's docker0). */
   defaultBridge: string;
   /** Subnet of the default network; empty = first free default pool. */

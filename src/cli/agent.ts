@@ -5,6 +5,7 @@ import { defaultConfig, type AgentConfig } from '../agent/config.js';
 import { socketPath, resolveHost } from '../api/client.js';
 import { call, collect, json, out } from './api.js';
 import { formatInfoCounters } from './stats.js';
+import { parseDataplaneChoice } from '../dataplane/select.js';
 import { invalidArgument } from '../util/errors.js';
 import { maps as mapLayouts } from '../maps/generated/abi.js';
 
@@ -16,7 +17,7 @@ export function agentCommand(): Command {
     .option('--run-dir <dir>', 'runtime files (sandbox namespaces)', d.runDir)
     .option('--bpffs-root <dir>', "this agent's pins", d.bpffsRoot)
     .option('--uplink <dev>', 'device external traffic arrives on (repeatable; default: the default route\'s)', collect, [])
-    .option('--dataplane <mode>', 'ebpf (iptables and nftables arrive with the fallback dataplanes)', d.dataplane)
+    .option('--dataplane <mode>', 'ebpf, iptables, nftables, or auto (eBPF when `bpfnet doctor` says the kernel can); a restart in another mode removes the old one', d.dataplane)
     .option('--default-bridge <dev>', 'device of the default "bridge" network', d.defaultBridge)
     .option('--default-subnet <cidr>', 'subnet of the default network (default: first free Docker pool)')
     .option('--resolv-conf <file>', "the node's resolv.conf, source of the sandboxes'", d.resolvConf)
@@ -26,7 +27,6 @@ export function agentCommand(): Command {
     .option('--embedded-dns', 'serve names at 127.0.0.11:53 inside sandboxes on user-defined networks (the default)')
     .option('--no-embedded-dns', 'no embedded DNS: sandboxes on user-defined networks get the node\'s resolv.conf, as on the default bridge')
     .action(async (o: { stateDir: string; runDir: string; bpffsRoot: string; uplink: string[]; dataplane: string; defaultBridge: string; defaultSubnet?: string; resolvConf: string; logLevel: string; embeddedDns?: boolean; mapSize: string[]; snatPorts: string }, c: Command) => {
-      if (o.dataplane !== 'ebpf') throw invalidArgument(`--dataplane ${o.dataplane} is not available yet; this build has: ebpf`);
       const host = (c.optsWithGlobals() as { host?: string }).host ?? process.env['BPFNET_HOST'];
       const cfg: AgentConfig = {
         stateDir: o.stateDir,
@@ -34,7 +34,7 @@ export function agentCommand(): Command {
         socket: host ? socketPath(resolveHost(host)) : `${o.runDir}/bpfnet.sock`,
         bpffsRoot: o.bpffsRoot,
         uplinks: o.uplink,
-        dataplane: 'ebpf',
+        dataplane: parseDataplaneChoice(o.dataplane),
         defaultBridge: o.defaultBridge,
         defaultSubnet: o.defaultSubnet,
         resolvConf: o.resolvConf,

@@ -106,6 +106,8 @@ export interface Dataplane {
   portCounters?(): Promise<PortCounters[]>;
   /** Named drop/translation counters (name -> packets, bytes), when kept. */
   counters?(): Promise<Record<string, { packets: bigint; bytes: bigint }>>;
+  /** Rule-based modes: re-apply when someone else changed our rules (serialized with apply). */
+  reconcile?(): Promise<{ reapplied: boolean }>;
   /** Stop background work (garbage collection, watchers). */
   close?(): Promise<void>;
 }

@@ -11,10 +11,20 @@ import { createInterface } from 'node:readline';
 const [host = '', port = '0'] = process.argv.slice(2);
 const s = connect(Number(port), host, () => s.write('hold\n'));
 s.setEncoding('utf8');
-s.on('data', (d: string) => process.stdout.write(d));
+// Lines wait for the answer to "hold": sent together they would arrive in
+// one segment and be answered as one.
+let held = false;
+const pending: string[] = [];
+s.on('data', (d: string) => {
+  process.stdout.write(d);
+  if (!held) {
+    held = true;
+    for (const l of pending.splice(0)) s.write(`${l}\n`);
+  }
+});
 s.on('error', (e) => {
   process.stderr.write(`${e.message}\n`);
   process.exit(1);
 });
 s.on('close', () => process.exit(1));
-createInterface({ input: process.stdin }).on('line', (l) => s.write(`${l}\n`));
+createInterface({ input: process.stdin }).on('line', (l) => (held ? s.write(`${l}\n`) : pending.push(l)));

@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'E_BPFFS'
   | 'E_MAP_SCHEMA'
   | 'E_MAP_MIGRATE'
+  | 'E_DATAPLANE_APPLY'
   | 'E_MAP_FULL'
   | 'E_INVALID_ARGUMENT'
   | 'E_NOT_FOUND'

@@ -97,7 +97,7 @@ export class World {
       // The client knows the way to container subnets (a LAN neighbour
       // trying direct access, which gateway mode nat must refuse).
       for (const n of NETWORKS) await lab.client.ip('route', 'add', n.subnet, 'via', NODE_IP);
-      w.servers.push(lab.client.spawn(process.execPath, [ECHO_SCRIPT, String(INTERNET_PORT), 'internet']));
+      w.servers.push(lab.client.spawn(process.execPath, [ECHO_SCRIPT, String(INTERNET_PORT), 'internet', INTERNET_IP]));
       await waitReady(w.servers.at(-1)!, 'internet echo');
       await lab.start();
       for (const n of NETWORKS) await lab.ok('network', 'create', '--subnet', n.subnet, ...n.opts, n.name);

@@ -133,8 +133,9 @@ describe('agent: networks, sandboxes, endpoints', () => {
     const text = rest.join('\n');
     expect(text).toContain('127.0.0.1\tlocalhost');
     expect(text).toContain('10.241.0.50\tweb1');
-    // Without --embedded-dns: the node's file minus loopback servers, as on Docker's default bridge.
-    expect(text).toContain(`nameserver ${UPLINK.clientIp}`);
+    // A user-defined network: the embedded resolver, with Docker's options.
+    expect(text).toContain('nameserver 127.0.0.11');
+    expect(text).toContain('options ndots:0');
   });
 
   it('host mode shares the node stack and ignores -p with a warning', async () => {
@@ -325,10 +326,42 @@ describe('agent: crash consistency', () => {
   });
 });
 
-describe('agent: embedded DNS (--embedded-dns)', () => {
+describe('agent: embedded DNS (on by default)', () => {
+  /** A sandbox's own DNS server on 0.0.0.0:53, UDP and TCP: every query gets A 203.0.113.53. */
+  const OWN_DNS_SERVER = `
+  const dgram = require('dgram'), net = require('net');
+  function answer(q) {
+    let o = 12; while (q[o]) o += q[o] + 1; o += 5;
+    const h = Buffer.from(q.subarray(0, o)); h.writeUInt16BE(0x8180, 2); h.writeUInt16BE(1, 6); h.writeUInt32BE(0, 8);
+    return Buffer.concat([h, Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 203, 0, 113, 53])]);
+  }
+  const u = dgram.createSocket('udp4');
+  u.on('message', (m, r) => u.send(answer(m), r.port, r.address));
+  u.bind(53, '0.0.0.0', () => {
+    net.createServer((c) => {
+      let b = Buffer.alloc(0);
+      c.on('data', (d) => { b = Buffer.concat([b, d]); while (b.length >= 2 && b.length >= 2 + b.readUInt16BE(0)) { const a = answer(b.subarray(2, 2 + b.readUInt16BE(0))); b = b.subarray(2 + b.readUInt16BE(0)); const l = Buffer.alloc(2); l.writeUInt16BE(a.length); c.write(Buffer.concat([l, a])); } });
+      c.on('error', () => {});
+    }).listen(53, '0.0.0.0', () => console.log('ready'));
+  });
+`;
+
   let lab: AgentLab;
+  /** What listens on 127.0.0.11 inside a sandbox (ss): "udp:PORT", "tcp:PORT". */
+  const resolverPorts = async (name: string): Promise<string[]> => {
+    const [d] = await lab.json<SbInspect[]>('sandbox', 'inspect', name);
+    const key = d!.NetworkSettings.SandboxKey;
+    const udp = await inNetns(key, 'ss', '-Hlnu');
+    const tcp = await inNetns(key, 'ss', '-Hlnt');
+    return [...[...udp.matchAll(/127\.0\.0\.11:(\d+)/g)].map((m) => `udp:${m[1]}`), ...[...tcp.matchAll(/127\.0\.0\.11:(\d+)/g)].map((m) => `tcp:${m[1]}`)];
+  };
+  const dnsEntries = async (): Promise<number> => {
+    const r = await execa('bpftool', ['-j', 'map', 'dump', 'pinned', `${lab.bpffsRoot}/maps/bpfnet_dns`]);
+    return (JSON.parse(String(r.stdout)) as unknown[]).length;
+  };
+
   beforeAll(async () => {
-    lab = await AgentLab.create({ defaultSubnet: '10.246.0.0/24', args: ['--embedded-dns'] });
+    lab = await AgentLab.create({ defaultSubnet: '10.246.0.0/24' });
     await lab.start();
     await lab.ok('network', 'create', '--subnet', '10.241.0.0/24', 'n1');
     await lab.ok('network', 'create', '--subnet', '10.242.0.0/24', 'n2');
@@ -350,14 +383,65 @@ describe('agent: embedded DNS (--embedded-dns)', () => {
     const rc = await lab.ok('exec', 'sa', '--', 'cat', '/etc/resolv.conf');
     expect(rc).toMatch(/^nameserver 127\.0\.0\.11$/m);
     expect(rc).toMatch(/^options .*ndots:0/m);
+    expect(await dnsEntries()).toBe(4);
     await lab.ok('sandbox', 'rm', 'al');
     expect((await getent('sa', 'db')).code).not.toBe(0);
+    // Its redirect went with it (the map entry; the tc filter went with its netns).
+    expect(await dnsEntries()).toBe(3);
   });
 
+  it('names appear on connect and disappear on disconnect', async () => {
+    const getent = (from: string, name: string) => lab.cli('exec', from, '--', 'getent', 'hosts', name);
+    await lab.ok('network', 'connect', 'n2', 'sa');
+    expect((await getent('sc', 'sa')).stdout).toMatch(/^10\.242\.0\.\d+\s+sa/);
+    expect((await getent('sa', 'sc')).stdout).toMatch(/^10\.242\.0\.2\s+sc/);
+    await lab.ok('network', 'disconnect', 'n2', 'sa');
+    expect((await getent('sc', 'sa')).code).not.toBe(0);
+    expect((await getent('sa', 'sc')).code).not.toBe(0);
+    expect((await getent('sa', 'sb')).stdout).toMatch(/^10\.241\.0\.3\s+sb/);
+  });
 
-  it('names survive an agent restart (resolver re-attached by reconcile)', async () => {
+  it('port 53 stays the sandbox\'s: a server on 0.0.0.0:53 (UDP and TCP) runs, and names resolve through 127.0.0.11:53 (UDP and TCP)', async (ctx) => {
+    if ((await execa('dig', ['-v'], { reject: false })).exitCode !== 0) ctx.skip();
+    const ports = await resolverPorts('sa');
+    expect(ports).toHaveLength(2);
+    expect(ports.some((p) => p.endsWith(':53'))).toBe(false);
+    const [d] = await lab.json<SbInspect[]>('sandbox', 'inspect', 'sa');
+    // The sandbox's own resolver: answers every A query with 203.0.113.53 (UDP and TCP).
+    const server = execa('nsenter', [`--net=${d!.NetworkSettings.SandboxKey}`, '--', process.execPath, '-e', OWN_DNS_SERVER], { reject: false });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.stdout!.on('data', (b: Buffer) => b.toString().includes('ready') && resolve());
+        void server.then((r) => reject(new Error(`own server exited: ${String(r.stderr)}`)));
+      });
+      const dig = async (...args: string[]) => (await lab.ok('exec', 'sa', '--', 'dig', '+short', '+tries=1', '+time=2', ...args)).trim();
+      expect(await dig('@127.0.0.1', 'anything.test')).toBe('203.0.113.53');
+      expect(await dig('@127.0.0.1', '+tcp', 'anything.test')).toBe('203.0.113.53');
+      expect(await dig('@127.0.0.11', 'sb')).toBe('10.241.0.3');
+      expect(await dig('@127.0.0.11', '+tcp', 'sb')).toBe('10.241.0.3');
+      expect((await lab.ok('exec', 'sa', '--', 'getent', 'hosts', 'sb'))).toMatch(/^10\.241\.0\.3\s+sb/);
+    } finally {
+      server.kill('SIGKILL');
+      await server;
+    }
+  });
+
+  it('names survive an agent restart (resolver re-attached by reconcile, on the same port)', async () => {
+    const before = await resolverPorts('sa');
     await lab.stop();
+    // Stopped: the redirect stays in place (53 leads to the closed port, not to 0.0.0.0:53 of the sandbox).
+    expect(await dnsEntries()).toBe(3);
     await lab.start();
     expect((await lab.cli('exec', 'sa', '--', 'getent', 'hosts', 'sb')).stdout).toMatch(/^10\.241\.0\.3\s+sb/);
+    expect(await resolverPorts('sa')).toEqual(before);
+    expect(await dnsEntries()).toBe(3);
+  });
+
+  it('--no-embedded-dns: new sandboxes on user-defined networks get the node\'s resolv.conf', async () => {
+    await lab.stop();
+    await lab.start({ args: ['--no-embedded-dns'] });
+    const r = await lab.ok('run', '--rm', '--network', 'n1', '--', 'cat', '/etc/resolv.conf');
+    expect(r).not.toContain('127.0.0.11');
+    expect(r).toContain(`nameserver ${UPLINK.clientIp}`);
   });
 });
