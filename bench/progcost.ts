@@ -16,18 +16,32 @@
  *
  * Paths run alternately: every round runs every path once, in a rotated
  * order (reversed on odd rounds), and each path is summarized by its median
- * over the rounds. Ratios are against empty_tc's median from the same rounds.
+ * over the rounds. Ratios are against the median of the path's baseline from
+ * the same rounds: empty_tc for tc programs, empty_xdp for XDP programs
+ * (xdp_uplink, the optional XDP DNAT on the uplink, bpf/lib/xdp_nat.h).
  */
-import { loadObject, type LoadedObject } from '../src/loader/load.js';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { EbpfDataplane } from '../src/dataplane/ebpf/dataplane.js';
+import { attachUplinkXdp, detachUplinkXdp, uplinkXdp } from '../src/dataplane/ebpf/xdp.js';
+import { waitReady } from '../src/lab/lab.js';
+import { Topology, UPLINK } from '../src/lab/topology.js';
+import { attachTc } from '../src/loader/tc.js';
+import { BPF_SRC_DIR } from '../src/util/paths.js';
+import { loadObject, removeRoot, type LoadedObject } from '../src/loader/load.js';
 import { testRun } from '../src/loader/testrun.js';
 import { TypedMap } from '../src/maps/map.js';
 import type { NatCtKey, NatCtValue, PortKey, PortValue } from '../src/maps/generated/abi.js';
 import { run } from '../src/util/exec.js';
 import { readMetrics, metricsDelta, type BpfRoot, type MetricName } from '../test/harness/bpfroot.js';
 import { buildPacket, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_PSH, type PacketSpec } from '../test/harness/packet.js';
-import { progress, withRoots } from './lib/env.js';
+import { progress, registerCleanup, withRoots } from './lib/env.js';
+import { buildTool } from './lib/tools.js';
 import { RawPinnedMap, nextPow2 } from './lib/rawmap.js';
-import { fmtInt, fmtNum, fmtRatio, fmtPct, rotate, summarize, type Summary, type Table } from './lib/stats.js';
+import { fmtInt, fmtNum, fmtRatio, fmtPct, median, rotate, summarize, type Summary, type Table } from './lib/stats.js';
 
 export interface ProgcostOptions {
   rounds: number;
@@ -43,6 +57,7 @@ export const PROGCOST_FULL: ProgcostOptions = { rounds: 15, repeat: 1_000_000, v
 export const PROGCOST_QUICK: ProgcostOptions = { rounds: 3, repeat: 10_000, verifyRepeat: 100, bigPorts: 50_000 };
 
 const TC_ACT_OK = 0;
+const XDP_PASS = 2;
 
 // 192.0.2.0/24 clients, 198.18.0.0/24 node addresses, 198.19.0.0/24 containers.
 const CLIENT = '192.0.2.10';
@@ -82,7 +97,7 @@ interface PathDef {
   id: string;
   label: string;
   scenario: Scenario;
-  prog: 'empty_tc' | 'from_uplink' | 'from_container';
+  prog: 'empty_tc' | 'from_uplink' | 'from_container' | 'empty_xdp' | 'xdp_uplink';
   input: Buffer;
   /** The packet after exactly one run. */
   once: Buffer;
@@ -116,11 +131,13 @@ export interface PathResult {
   samplesNs: number[];
   retvals: number[];
   summary: Summary;
-  /** median / empty_tc median */
+  /** Path id of the baseline this path is compared with ('empty' = empty_tc, 'empty-xdp' = empty_xdp). */
+  baseline: string;
+  /** median / baseline median */
   ratioToEmpty: number;
-  /** median - empty_tc median */
+  /** median - baseline median */
   netNs: number;
-  /** Median over rounds of (this path / empty_tc in the same round). */
+  /** Median over rounds of (this path / baseline in the same round). */
   medianRoundRatio: number;
   verification: PathVerification;
 }
@@ -144,6 +161,7 @@ function pathDefs(bigPorts: number): PathDef[] {
   const rnatMiss = pkt({ src: BACKEND, sport: 80, dst: CLIENT, dport: 49999, srcMac: '02:00:00:00:b0:02', dstMac: '02:00:00:00:0e:02' });
   const miss = pkt({ sport: 40010, dport: 9999 });
   const missNonLocal = pkt({ sport: 40011, dst: NOT_NODE });
+  const afterXdp = pkt({ sport: 40021, dst: BACKEND2, dport: 90 });
   const each = (m: MetricName) => (n: number) => ({ [m]: n });
   return [
     { id: 'empty', label: 'empty_tc (baseline)', scenario: 'base', prog: 'empty_tc', input: tcpHit, once: tcpHit, evolution: 'unchanged', metrics: () => ({}) },
@@ -188,6 +206,39 @@ function pathDefs(bigPorts: number): PathDef[] {
       evolution: 'unchanged', metrics: () => ({}),
       note: 'one bpfnet_nat_ct lookup miss; no FIB lookup',
     },
+    // ---- XDP (xdp_uplink): the same packets, the same map state ----
+    { id: 'empty-xdp', label: 'empty_xdp (XDP baseline)', scenario: 'base', prog: 'empty_xdp', input: tcpHit, once: tcpHit, evolution: 'unchanged', metrics: () => ({}) },
+    {
+      id: 'xdp-miss', label: 'xdp_uplink TCP miss, dst = node address', scenario: 'base', prog: 'xdp_uplink', input: miss, once: miss,
+      evolution: 'unchanged', metrics: () => ({}),
+      note: 'as uplink-miss (3 lookups); XDP counts nothing it passes (tc behind it does)',
+    },
+    {
+      id: 'xdp-miss-nonlocal', label: 'xdp_uplink TCP miss, dst not a node address', scenario: 'base', prog: 'xdp_uplink', input: missNonLocal, once: missNonLocal,
+      evolution: 'unchanged', metrics: () => ({}),
+    },
+    {
+      id: 'xdp-dnat-exact', label: 'xdp_uplink TCP DNAT hit, exact frontend', scenario: 'base', prog: 'xdp_uplink', input: tcpHit,
+      once: pkt({ sport: 40001, dst: BACKEND, dport: 80 }), evolution: 'ping-pong', metrics: each('METRIC_DNAT'),
+      note: 'ping-pong as dnat-exact; plus one bpfnet_snat lookup (miss) on the hit path: replies to masqueraded flows are left to tc',
+    },
+    {
+      id: 'xdp-dnat-wild-1', label: 'xdp_uplink TCP DNAT hit, wildcard frontend, 2 entries', scenario: 'wild1', prog: 'xdp_uplink', input: wild,
+      once: pkt({ sport: 40004, dst: BACKEND, dport: 80 }), evolution: 'ping-pong', metrics: each('METRIC_DNAT'),
+    },
+    {
+      id: 'xdp-dnat-wild-big', label: `xdp_uplink TCP DNAT hit, wildcard frontend, ${fmtInt(bigPorts)} entries`, scenario: 'wildBig', prog: 'xdp_uplink', input: wild,
+      once: pkt({ sport: 40004, dst: BACKEND, dport: 80 }), evolution: 'ping-pong', metrics: each('METRIC_DNAT'),
+    },
+    {
+      id: 'uplink-after-xdp', label: 'from_uplink on a packet XDP already translated (dst = container)', scenario: 'base', prog: 'from_uplink', input: afterXdp, once: afterXdp,
+      evolution: 'unchanged', metrics: each('METRIC_PASS'),
+      note: 'what tc adds behind XDP: reverse-SNAT lookup miss, exact frontend miss, bpfnet_addrs miss, direct-access check (bpfnet_nets empty here: one LPM miss); with dnat_flow_known wired into uplink.c add one ct and one ports lookup',
+    },
+    {
+      id: 'xdp-dnat-udp', label: 'xdp_uplink UDP DNAT hit, exact frontend', scenario: 'base', prog: 'xdp_uplink', input: udpHit,
+      once: pkt({ proto: 'udp', sport: 40003, dst: BACKEND, dport: 53 }), evolution: 'ping-pong', metrics: each('METRIC_DNAT'),
+    },
     {
       id: 'dnat-naive', label: 'from_uplink TCP DNAT, exact, NO mirror (naive repeat)', scenario: 'base', prog: 'from_uplink', input: naive,
       once: pkt({ sport: 40005, dst: BACKEND2, dport: 90 }), evolution: 'once', metrics: (n) => ({ METRIC_DNAT: 1, METRIC_PASS: n - 1 }),
@@ -200,8 +251,8 @@ function pathDefs(bigPorts: number): PathDef[] {
 async function setupScenario(root: BpfRoot, s: Scenario, bigPorts: number): Promise<Record<string, LoadedObject>> {
   const mapSizes = { bpfnet_ports: Math.max(65536, nextPow2(bigPorts + 1)) };
   const objs: Record<string, LoadedObject> = {};
-  const names = s === 'base' ? ['empty', 'uplink', 'endpoint'] : ['uplink'];
-  for (const n of names) objs[n] = await loadObject(n, { root: root.root, mapSizes });
+  const names = s === 'base' ? ['empty', 'uplink', 'endpoint', 'xdp_uplink'] : ['uplink', 'xdp_uplink'];
+  for (const n of names) objs[n] = await loadObject(n, { root: root.root, mapSizes, ...(n === 'xdp_uplink' ? { progType: 'xdp' as const } : {}) });
 
   const ports = TypedMap.open(root.mapDir, 'bpfnet_ports');
   const addrs = TypedMap.open(root.mapDir, 'bpfnet_addrs');
@@ -252,20 +303,25 @@ function classify(out: Buffer, p: PathDef): 'input' | 'translated' | 'other' {
   return 'other';
 }
 
+const isXdp = (p: PathDef) => p.prog === 'empty_xdp' || p.prog === 'xdp_uplink';
+const baselineOf = (p: PathDef) => (isXdp(p) ? 'empty-xdp' : 'empty');
+
 async function verify(p: PathDef, pin: string, root: BpfRoot, n: number): Promise<PathVerification> {
   const problems: string[] = [];
-  const r1 = await testRun(pin, p.input, { repeat: 1, netns: root.netns });
+  const xdp = isXdp(p);
+  const r1 = await testRun(pin, p.input, { repeat: 1, netns: root.netns, xdp });
   const before = await readMetrics(root.mapDir);
-  const rEven = await testRun(pin, p.input, { repeat: n, netns: root.netns });
+  const rEven = await testRun(pin, p.input, { repeat: n, netns: root.netns, xdp });
   const mid = await readMetrics(root.mapDir);
-  const rOdd = await testRun(pin, p.input, { repeat: n + 1, netns: root.netns });
+  const rOdd = await testRun(pin, p.input, { repeat: n + 1, netns: root.netns, xdp });
   const metrics = Object.fromEntries(Object.entries(metricsDelta(before, mid)).map(([k, v]) => [k, v.packets])) as Partial<Record<MetricName, number>>;
   const expectedMetrics = p.metrics(n);
   const v: PathVerification = {
     ok: true, problems, retval: rEven.retval, metrics, expectedMetrics,
     outputAfter1: classify(r1.output, p), outputAfterEven: classify(rEven.output, p), outputAfterOdd: classify(rOdd.output, p),
   };
-  for (const r of [r1, rEven, rOdd]) if (r.retval !== TC_ACT_OK) problems.push(`retval ${r.retval}, expected TC_ACT_OK`);
+  const wantRet = xdp ? XDP_PASS : TC_ACT_OK;
+  for (const r of [r1, rEven, rOdd]) if (r.retval !== wantRet) problems.push(`retval ${r.retval}, expected ${xdp ? 'XDP_PASS' : 'TC_ACT_OK'}`);
   const wantOnce = p.evolution === 'unchanged' ? 'input' : 'translated';
   const wantEven = p.evolution === 'ping-pong' ? 'input' : wantOnce;
   if (v.outputAfter1 !== wantOnce) problems.push(`after 1 run the packet is ${v.outputAfter1}, expected ${wantOnce}`);
@@ -290,7 +346,7 @@ export async function runProgcost(opts: ProgcostOptions): Promise<ProgcostResult
       progress(`progcost: setting up scenario ${s} in ${rootOf[s].root}`);
       const objs = await setupScenario(rootOf[s], s, opts.bigPorts);
       for (const d of defs.filter((x) => x.scenario === s)) {
-        const obj = d.prog === 'empty_tc' ? objs.empty : d.prog === 'from_uplink' ? objs.uplink : objs.endpoint;
+        const obj = d.prog === 'empty_tc' || d.prog === 'empty_xdp' ? objs.empty : d.prog === 'from_uplink' ? objs.uplink : d.prog === 'xdp_uplink' ? objs.xdp_uplink : objs.endpoint;
         const pin = obj?.progs[d.prog];
         if (!pin) throw new Error(`program ${d.prog} not loaded for scenario ${s}`);
         pins[d.id] = pin;
@@ -318,7 +374,7 @@ export async function runProgcost(opts: ProgcostOptions): Promise<ProgcostResult
       const line: string[] = [];
       for (const id of ids) {
         const d = defs.find((x) => x.id === id)!;
-        const res = await testRun(pins[id]!, d.input, { repeat: opts.repeat, netns: rootOf[d.scenario].netns });
+        const res = await testRun(pins[id]!, d.input, { repeat: opts.repeat, netns: rootOf[d.scenario].netns, xdp: isXdp(d) });
         samples[id]!.push(res.durationNs);
         retvals[id]!.push(res.retval);
         line.push(`${id}=${res.durationNs}`);
@@ -326,15 +382,16 @@ export async function runProgcost(opts: ProgcostOptions): Promise<ProgcostResult
       progress(`progcost: round ${r + 1}/${opts.rounds} (ns/pkt, repeat ${opts.repeat}): ${line.join(' ')}`);
     }
 
-    const empty = samples.empty!;
-    const emptyMed = summarize(empty).median;
     const paths: PathResult[] = defs.map((d) => {
       const s = samples[d.id]!;
       const summary = summarize(s);
+      const baseline = baselineOf(d);
+      const empty = samples[baseline]!;
+      const emptyMed = summarize(empty).median;
       const roundRatios = s.map((x, i) => x / empty[i]!);
       const res: PathResult = {
         id: d.id, label: d.label, program: d.prog, scenario: d.scenario, packetBytes: d.input.length, evolution: d.evolution,
-        samplesNs: s, retvals: retvals[d.id]!, summary,
+        samplesNs: s, retvals: retvals[d.id]!, summary, baseline,
         ratioToEmpty: summary.median / emptyMed, netNs: summary.median - emptyMed,
         medianRoundRatio: summarize(roundRatios).median,
         verification: verification[d.id]!,
@@ -374,13 +431,224 @@ export function progcostTables(r: ProgcostResult): Table[] {
     right: [1, 2, 3, 4, 5, 6],
     rows: r.paths.map((p) => [
       p.label, String(p.packetBytes), fmtNum(p.summary.median, 1), `${p.summary.min}-${p.summary.max}`, fmtPct(p.summary.iqrRel),
-      fmtRatio(p.ratioToEmpty), p.id === 'empty' ? '-' : fmtNum(p.netNs, 1), p.verification.ok ? 'yes' : `NO: ${p.verification.problems.join('; ')}`,
+      fmtRatio(p.ratioToEmpty), p.id === p.baseline ? '-' : fmtNum(p.netNs, 1), p.verification.ok ? 'yes' : `NO: ${p.verification.problems.join('; ')}`,
     ]),
     notes: [
-      'x empty = median / median of empty_tc over the same rounds; net ns = median - empty_tc median; IQR/med = interquartile range over rounds / median (min-max shows the outliers).',
+      'x empty = median / median of the path\'s baseline over the same rounds (empty_tc for tc programs, empty_xdp for xdp_uplink); net ns = median - baseline median; IQR/med = interquartile range over rounds / median (min-max shows the outliers).',
+      'XDP vs tc: BPF_PROG_TEST_RUN times the program alone. An XDP program runs before the skb is allocated, a tc ingress program after; with XDP on, XDP_PASS still pays for the skb and for from_uplink behind it (which then misses: the packet is already addressed to a container), so XDP adds its own cost to every uplink packet rather than replacing tc\'s. See the xdp-vs-tc table for the per-path sums.',
       ...r.findings,
       ...r.paths.filter((p) => p.note).map((p) => `${p.id}: ${p.note}`),
     ],
   };
-  return [main];
+  const byId = new Map(r.paths.map((p) => [p.id, p]));
+  const net = (id: string) => byId.get(id)?.netNs;
+  const pairs: [string, string, string][] = [
+    ['TCP DNAT hit, exact frontend', 'dnat-exact', 'xdp-dnat-exact'],
+    ['UDP DNAT hit, exact frontend', 'dnat-udp', 'xdp-dnat-udp'],
+    ['TCP DNAT hit, wildcard, 2 entries', 'dnat-wild-1', 'xdp-dnat-wild-1'],
+    [`TCP DNAT hit, wildcard, ${fmtInt(r.options.bigPorts)} entries`, 'dnat-wild-big', 'xdp-dnat-wild-big'],
+    ['TCP miss, dst = node address', 'uplink-miss', 'xdp-miss'],
+    ['TCP miss, dst not a node address', 'uplink-miss-nonlocal', 'xdp-miss-nonlocal'],
+  ];
+  const after = net('uplink-after-xdp');
+  const f = (x: number | undefined) => (x === undefined ? '?' : fmtNum(x, 1));
+  const vs: Table = {
+    title: 'Uplink DNAT: tc alone vs XDP + tc (net ns/pkt above each program\'s empty baseline)',
+    headers: ['path', 'tc from_uplink', 'XDP xdp_uplink', 'tc behind XDP', 'XDP on, total', 'XDP on - tc'],
+    right: [1, 2, 3, 4, 5],
+    rows: pairs.map(([label, tcId, xdpId]) => {
+      const t = net(tcId);
+      const x = net(xdpId);
+      // A DNAT hit reaches tc translated (uplink-after-xdp); a miss reaches tc as it was (the tc miss path itself).
+      const behind = xdpId.includes('miss') ? t : after;
+      const total = x === undefined || behind === undefined ? undefined : x + behind;
+      return [label, f(t), f(x), f(behind), f(total), total === undefined || t === undefined ? '?' : fmtNum(total - t, 1)];
+    }),
+    notes: [
+      'tc from_uplink / XDP xdp_uplink: net ns of that program alone on that packet. tc behind XDP: what from_uplink then costs on the same packet (on a hit, the already translated one: uplink-after-xdp; on a miss, the untouched one).',
+      'XDP on, total = XDP + tc behind it: the BPF cost per uplink packet with --xdp; XDP on - tc = what --xdp adds (negative: saves). Neither includes the skb allocation, which XDP_PASS does not avoid, nor the delivery: from_uplink\'s own DNAT delivers into the container with bpf_redirect_peer, a packet XDP translated goes through the stack\'s forwarding (bridge) unless uplink.c delivers dnat_flow_known() packets too.',
+    ],
+  };
+  return [main, vs];
+}
+
+// ---- end to end: new connections/s through a published port, XDP on vs off ----------------
+//
+//   node dist/bench/progcost.js --xdp-connrate [--rounds N] [--duration S] [--concurrency C]
+//
+// One Topology (client ns -> node ns uplink up0 -> container c0 on br0), the
+// eBPF dataplane applied as the agent does (endpoint fully known, so tc's own
+// DNAT delivers with bpf_redirect_peer), 0.0.0.0:8080/tcp -> c0:80, the
+// bench/tools echo server in c0 and connrate (crr: connect, 1 byte each way,
+// close with RST) in the client. Modes, alternated every round in a rotated
+// (odd rounds reversed) order:
+//   tc          no XDP: from_uplink DNATs and redirects into the container
+//   xdp         xdp_uplink (native) DNATs; from_uplink as in the tree sees a
+//               container address, passes it to the stack (bridge forwarding)
+//   xdp-generic as xdp, generic (skb) mode
+//   xdp-deliver xdp_uplink (native) + a scratch build of uplink.c whose
+//               direct-access step delivers dnat_flow_known() packets like
+//               its own DNAT does (bpf_redirect_peer): what --xdp would give
+//               once uplink.c is wired that way. Skipped when uplink.c's text
+//               has no anchor for the edit.
+
+export type XdpConnMode = 'tc' | 'xdp' | 'xdp-generic' | 'xdp-deliver';
+
+export interface XdpConnrateOptions {
+  rounds: number;
+  durationS: number;
+  warmupS: number;
+  concurrency: number;
+}
+
+export interface XdpConnSample {
+  round: number;
+  mode: XdpConnMode;
+  ratePerS: number;
+  p50Us: number;
+  p99Us: number;
+  connections: number;
+  errors: number;
+  /** bpfnet_metrics packet deltas during the run. */
+  metrics: Partial<Record<MetricName, number>>;
+}
+
+export interface XdpConnrateResult {
+  options: XdpConnrateOptions;
+  modes: XdpConnMode[];
+  xdpMode: string;
+  samples: XdpConnSample[];
+  summary: Record<string, { rate: Summary; p50Us: number; p99Us: number; ratioToTc: number }>;
+  notes: string[];
+}
+
+const DELIVER_ANCHOR = /\n(\tret = direct_denied\(&p[^)]*\);)/;
+const DELIVER_PATCH =
+  '\tif (rc == PARSE_L4 && dnat_flow_known(&p)) {\n\t\tmetric_inc(METRIC_PASS, skb->len);\n\t\treturn deliver(skb, p.daddr);\n\t}\n';
+
+export async function runXdpConnrate(opts: XdpConnrateOptions): Promise<XdpConnrateResult> {
+  const [connrate, echo] = [await buildTool('connrate'), await buildTool('echo')];
+  const topo = await Topology.create({ prefix: 'bnxc' });
+  const root = `/sys/fs/bpf/bpfnet-test-xdpc-${randomBytes(4).toString('hex')}`;
+  const scratch = await mkdtemp(join(tmpdir(), 'bpfnet-xdpc-'));
+  const dp = new EbpfDataplane({ root, netns: topo.node.path, nodeLocal: false });
+  const release = registerCleanup(async () => {
+    await detachUplinkXdp({ netns: topo.node.path, dev: UPLINK.dev }).catch(() => undefined);
+    await topo.destroy();
+    await removeRoot(root).catch(() => undefined);
+    await rm(scratch, { recursive: true, force: true });
+  });
+  try {
+    const c0 = topo.containers[0]!;
+    const link = async (ns: { ip: (...a: string[]) => Promise<{ stdout: string }> }, dev: string) =>
+      (JSON.parse((await ns.ip('-j', 'link', 'show', dev)).stdout) as { ifindex: number; address: string }[])[0]!;
+    const host = await link(topo.node, c0.hostDev);
+    const ctrLink = await link(c0.ns, 'eth0');
+    const up = await link(topo.node, UPLINK.dev);
+    await waitReady(c0.ns.spawn(echo.path, ['--port', '80', '--threads', '1']), 'echo server');
+    await dp.apply({
+      uplinks: [UPLINK.dev],
+      uplinkIndex: { [UPLINK.dev]: up.ifindex },
+      uplinkAddress: { [UPLINK.dev]: UPLINK.nodeIp },
+      nodeAddresses: [UPLINK.nodeIp],
+      endpoints: [{ hostDev: c0.hostDev, ifindex: host.ifindex, ip: c0.ip, mac: ctrLink.address, networkId: 1 }],
+      ports: [{ hostIp: '0.0.0.0', hostPort: 8080, proto: 'tcp', containerIp: c0.ip, containerPort: 80 }],
+    });
+    const stock = (await loadObject('uplink', { root, progType: 'classifier' })).progs.from_uplink!;
+
+    const modes: XdpConnMode[] = ['tc', 'xdp', 'xdp-generic'];
+    const notes: string[] = [];
+    let wired: string | undefined;
+    const src = await readFile(join(BPF_SRC_DIR, 'uplink.c'), 'utf8');
+    if (src.includes('dnat_flow_known')) {
+      notes.push('uplink.c already calls dnat_flow_known(): xdp-deliver not built (the xdp mode is the wired tree)');
+    } else if (!DELIVER_ANCHOR.test(src)) {
+      notes.push('xdp-deliver skipped: no "ret = direct_denied(&p...);" in uplink.c to patch');
+    } else {
+      await symlink(join(BPF_SRC_DIR, 'lib'), join(scratch, 'lib'));
+      const patched = src.replace('#include "lib/nat.h"', '#include "lib/nat.h"\n#include "lib/xdp_nat.h"').replace(DELIVER_ANCHOR, (_m, stmt: string) => `\n${DELIVER_PATCH}${stmt}`);
+      await writeFile(join(scratch, 'uplink_xdpwired.c'), patched);
+      wired = (await loadObject('uplink_xdpwired', { root, progType: 'classifier', srcDir: scratch, cacheDir: scratch })).progs.from_uplink!;
+      modes.push('xdp-deliver');
+      notes.push('xdp-deliver: a scratch copy of uplink.c with, before the direct-access check, `if (rc == PARSE_L4 && dnat_flow_known(&p)) return deliver(skb, p.daddr);` (measurement only; the tree is unchanged)');
+    }
+
+    let xdpMode = '?';
+    const setMode = async (m: XdpConnMode) => {
+      await attachTc({ netns: topo.node.path, dev: UPLINK.dev, direction: 'ingress', pin: m === 'xdp-deliver' ? wired! : stock });
+      if (m === 'tc') await detachUplinkXdp({ netns: topo.node.path, dev: UPLINK.dev });
+      else {
+        // Switching between native and generic needs a detach: the kernel refuses the other mode while one is attached.
+        const want = m === 'xdp-generic' ? 'generic' : 'driver';
+        const cur = await uplinkXdp({ netns: topo.node.path, dev: UPLINK.dev });
+        if (cur && cur.mode !== want) await detachUplinkXdp({ netns: topo.node.path, dev: UPLINK.dev });
+        const a = await attachUplinkXdp({ root, netns: topo.node.path, dev: UPLINK.dev, mode: m === 'xdp-generic' ? 'generic' : 'native' });
+        if (m !== 'xdp-generic') xdpMode = a.mode;
+      }
+    };
+    const counters = () => readMetrics(dp.mapDir);
+
+    const samples: XdpConnSample[] = [];
+    for (let r = 0; r < opts.rounds; r++) {
+      const order = rotate([...modes], r);
+      if (r % 2 === 1) order.reverse();
+      for (const m of order) {
+        await setMode(m);
+        const before = await counters();
+        const { stdout } = await run(connrate.path, ['crr', '--host', UPLINK.nodeIp, '--port', '8080', '--duration', String(opts.durationS),
+          '--warmup', String(opts.warmupS), '--concurrency', String(opts.concurrency), '--threads', '1', '--timeout-ms', '2000', '--close', 'rst'],
+        { netns: topo.client.path, timeout: (opts.durationS + opts.warmupS + 20) * 1000 });
+        const out = JSON.parse(stdout) as { connections: number; errors: number; ratePerS: number; latencyUs: { p50: number; p99: number } };
+        const d = metricsDelta(before, await counters());
+        const metrics = Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v.packets])) as Partial<Record<MetricName, number>>;
+        samples.push({ round: r, mode: m, ratePerS: out.ratePerS, p50Us: out.latencyUs.p50, p99Us: out.latencyUs.p99, connections: out.connections, errors: out.errors, metrics });
+        progress(`xdp-connrate: round ${r + 1}/${opts.rounds} ${m}: ${fmtInt(out.ratePerS)} conn/s p50 ${fmtNum(out.latencyUs.p50)} µs p99 ${fmtNum(out.latencyUs.p99)} µs, ${out.errors} errors; ` +
+          Object.entries(metrics).map(([k, v]) => `${k.replace('METRIC_', '')}+${v}`).join(' '));
+      }
+    }
+    await setMode('tc');
+    const tcMed = median(samples.filter((s) => s.mode === 'tc').map((s) => s.ratePerS));
+    const summary: XdpConnrateResult['summary'] = {};
+    for (const m of modes) {
+      const xs = samples.filter((s) => s.mode === m);
+      const rate = summarize(xs.map((s) => s.ratePerS));
+      summary[m] = { rate, p50Us: median(xs.map((s) => s.p50Us)), p99Us: median(xs.map((s) => s.p99Us)), ratioToTc: rate.median / tcMed };
+    }
+    return { options: opts, modes, xdpMode, samples, summary, notes };
+  } finally {
+    await release();
+  }
+}
+
+export function xdpConnrateTable(r: XdpConnrateResult): Table {
+  return {
+    title: `New connections/s through a published port, XDP on vs off (${r.options.rounds} alternating rounds x ${r.options.durationS} s, concurrency ${r.options.concurrency}, XDP mode ${r.xdpMode})`,
+    headers: ['mode', 'median conn/s', 'min-max', 'x tc', 'p50 µs', 'p99 µs'],
+    right: [1, 2, 3, 4, 5],
+    rows: r.modes.map((m) => {
+      const s = r.summary[m]!;
+      return [m, fmtInt(s.rate.median), `${fmtInt(s.rate.min)}-${fmtInt(s.rate.max)}`, fmtRatio(s.ratioToTc), fmtNum(s.p50Us), fmtNum(s.p99Us)];
+    }),
+    notes: r.notes,
+  };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv.includes('--xdp-connrate')) {
+  const arg = (n: string, d: number) => {
+    const i = process.argv.indexOf(n);
+    return i > 0 ? Number(process.argv[i + 1]) : d;
+  };
+  const opts: XdpConnrateOptions = { rounds: arg('--rounds', 5), durationS: arg('--duration', 3), warmupS: 0.3, concurrency: arg('--concurrency', 16) };
+  runXdpConnrate(opts).then((r) => {
+    const t = xdpConnrateTable(r);
+    console.log(t.title);
+    console.log(t.headers.join(' | '));
+    for (const row of t.rows) console.log(row.join(' | '));
+    for (const n of t.notes ?? []) console.log(`  * ${n}`);
+    console.log(JSON.stringify(r.samples));
+    process.exit(0);
+  }, (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
 }

@@ -14,6 +14,7 @@
 #include "lib/snat.h"
 #include "lib/icmp.h"
 #include "lib/forward.h"
+#include "lib/xdp_nat.h"
 
 static __always_inline int deliver(struct __sk_buff *skb, ip4_be daddr)
 {
@@ -88,6 +89,10 @@ int from_uplink(struct __sk_buff *skb)
 	}
 	ret = direct_denied(&p, rc);
 	if (ret) {
+		/* With --xdp, published ports were translated before this hook:
+		 * a flow the XDP program recorded is delivered, not refused. */
+		if (rc == PARSE_L4 && dnat_flow_known(&p))
+			return deliver(skb, p.daddr);
 		metric_inc(ret, skb->len);
 		return TC_ACT_SHOT;
 	}

@@ -89,6 +89,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
           root: cfg.bpffsRoot,
           mapSizes: cfg.mapSizes,
           snatPorts: cfg.snatPorts,
+          xdp: cfg.xdp,
           onMigrate: (m) => log.warn(m, m.kept ? 'BPF map resized; entries kept' : 'BPF map recreated with a new layout; its entries were dropped'),
         })
       : undefined;

@@ -33,6 +33,8 @@ export interface AgentConfig {
   embeddedDns: boolean;
   /** max_entries overrides per BPF map (pinned maps of another size are migrated). */
   mapSizes: Record<string, number>;
+  /** XDP DNAT on the uplinks (eBPF mode), off when undefined. */
+  xdp?: 'auto' | 'native' | 'generic' | undefined;
   /** Masquerade source port range, inclusive. */
   snatPorts: [number, number];
 }

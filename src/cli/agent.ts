@@ -23,10 +23,11 @@ export function agentCommand(): Command {
     .option('--resolv-conf <file>', "the node's resolv.conf, source of the sandboxes'", d.resolvConf)
     .option('--log-level <level>', 'trace, debug, info, warn, error', d.logLevel)
     .option('--map-size <map=entries>', 'max entries of a BPF map, e.g. bpfnet_ports=131072 (repeatable; a pinned map is migrated)', collect, [])
+    .option('--xdp <mode>', 'also translate published ports in XDP on the uplinks: off, auto, native or generic (off: measured no faster than tc on veth)', 'off')
     .option('--snat-ports <min-max>', 'source ports masquerade allocates from', `${d.snatPorts[0]}-${d.snatPorts[1]}`)
     .option('--embedded-dns', 'serve names at 127.0.0.11:53 inside sandboxes on user-defined networks (the default)')
     .option('--no-embedded-dns', 'no embedded DNS: sandboxes on user-defined networks get the node\'s resolv.conf, as on the default bridge')
-    .action(async (o: { stateDir: string; runDir: string; bpffsRoot: string; uplink: string[]; dataplane: string; defaultBridge: string; defaultSubnet?: string; resolvConf: string; logLevel: string; embeddedDns?: boolean; mapSize: string[]; snatPorts: string }, c: Command) => {
+    .action(async (o: { stateDir: string; runDir: string; bpffsRoot: string; uplink: string[]; dataplane: string; defaultBridge: string; defaultSubnet?: string; resolvConf: string; logLevel: string; embeddedDns?: boolean; mapSize: string[]; snatPorts: string; xdp: string }, c: Command) => {
       const host = (c.optsWithGlobals() as { host?: string }).host ?? process.env['BPFNET_HOST'];
       const cfg: AgentConfig = {
         stateDir: o.stateDir,
@@ -42,6 +43,7 @@ export function agentCommand(): Command {
         embeddedDns: o.embeddedDns ?? d.embeddedDns,
         mapSizes: parseMapSizes(o.mapSize),
         snatPorts: parsePortRange(o.snatPorts, '--snat-ports'),
+        xdp: parseXdp(o.xdp),
       };
       const agent = await startAgent(cfg);
       await new Promise<void>((resolve) => {
@@ -105,4 +107,10 @@ export function parsePortRange(spec: string, flag: string): [number, number] {
   const hi = Number(m?.[2]);
   if (!m || lo < 1 || hi > 65535 || lo > hi) throw invalidArgument(`${flag} takes MIN-MAX within 1-65535 (e.g. 61000-65535), got "${spec}"`);
   return [lo, hi];
+}
+
+export function parseXdp(v: string): AgentConfig['xdp'] {
+  if (v === 'off') return undefined;
+  if (v === 'auto' || v === 'native' || v === 'generic') return v;
+  throw invalidArgument(`--xdp takes off, auto, native or generic, got "${v}"`);
 }

@@ -20,7 +20,9 @@ export interface TestRunResult {
 /** The kernel refuses shorter skb inputs: an Ethernet header, and for IPv4
  * frames also a minimal IPv4 header (34 bytes), for IPv6 54. */
 export const MIN_SKB_INPUT = 14;
-export function minInput(frame: Buffer): number {
+export function minInput(frame: Buffer, xdp = false): number {
+  // XDP (bpf_prog_test_run_xdp) only asks for an Ethernet header.
+  if (xdp) return MIN_SKB_INPUT;
   const type = frame.length >= 14 ? frame.readUInt16BE(12) : 0;
   return type === 0x0800 ? 34 : type === 0x86dd ? 54 : MIN_SKB_INPUT;
 }
@@ -28,9 +30,11 @@ export function minInput(frame: Buffer): number {
 /**
  * `netns`: where to run. The FIB helpers see that namespace's routes and
  * forwarding settings; unit tests use an empty one so results are fixed.
+ * `xdp`: the pin is an XDP program (the kernel's minimum input is then an
+ * Ethernet header only; retval is the XDP action).
  */
-export async function testRun(pin: string, input: Buffer, opts: { repeat?: number; netns?: string } = {}): Promise<TestRunResult> {
-  const min = minInput(input);
+export async function testRun(pin: string, input: Buffer, opts: { repeat?: number; netns?: string; xdp?: boolean } = {}): Promise<TestRunResult> {
+  const min = minInput(input, opts.xdp);
   if (input.length < min) throw invalidArgument(`BPF_PROG_TEST_RUN needs at least ${min} bytes for this frame, got ${input.length}`);
   const dir = await mkdtemp(join(tmpdir(), 'bpfnet-run-'));
   try {

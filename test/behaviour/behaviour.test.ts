@@ -13,12 +13,13 @@ import type { Probe, ProbeResult } from '../../src/lab/multiprobe.js';
 import { ECHO_SCRIPT, firewallRules, waitReady } from '../../src/lab/lab.js';
 import { CLIENT_IP, INTERNET_IP, INTERNET_PORT, NODE_IP, NODE_IP2, World, type Mode, type Place } from './world.js';
 
-const ALL_MODES: Mode[] = ['ebpf', 'iptables', 'nftables'];
+const ALL_MODES: Mode[] = ['ebpf', 'ebpf-xdp', 'iptables', 'nftables'];
 const MODES = (process.env['BPFNET_BEHAVIOUR_MODES']?.split(',').filter(Boolean) as Mode[] | undefined) ?? ALL_MODES;
 
 /** What a mode cannot do, by case name prefix, and why. */
 const LIMITS: Record<Mode, Record<string, string>> = {
   ebpf: {},
+  'ebpf-xdp': {},
   iptables: {},
   nftables: {},
 };
@@ -217,7 +218,7 @@ for (const mode of MODES) {
       }
     });
 
-    if (mode === 'ebpf') {
+    if (mode === 'ebpf' || mode === 'ebpf-xdp') {
       it('eBPF mode writes no iptables or nftables rule in the node namespace', async () => {
         expect(await firewallRules(w.lab.node)).toEqual({ iptablesRules: 0, nftRules: 0 });
       });

@@ -33,7 +33,15 @@ export const CLIENT_IP = '198.18.0.2';
 export const INTERNET_IP = '203.0.113.1';
 export const INTERNET_PORT = 9000;
 
-export type Mode = 'ebpf' | 'iptables' | 'nftables';
+/** A dataplane mode; ebpf-xdp is eBPF with --xdp native (published ports translated in XDP first). */
+export type Mode = 'ebpf' | 'ebpf-xdp' | 'iptables' | 'nftables';
+
+const MODE_ARGS: Record<Mode, string[]> = {
+  ebpf: ['--dataplane', 'ebpf'],
+  'ebpf-xdp': ['--dataplane', 'ebpf', '--xdp', 'native'],
+  iptables: ['--dataplane', 'iptables'],
+  nftables: ['--dataplane', 'nftables'],
+};
 
 export interface Sandbox {
   name: string;
@@ -88,7 +96,7 @@ export class World {
   }
 
   static async create(mode: Mode): Promise<World> {
-    const lab = await AgentLab.create({ defaultSubnet: '10.70.0.0/24', args: ['--dataplane', mode, '--embedded-dns'] });
+    const lab = await AgentLab.create({ defaultSubnet: '10.70.0.0/24', args: [...MODE_ARGS[mode], '--embedded-dns'] });
     const w = new World(mode, lab);
     try {
       await lab.node.ip('addr', 'add', `${NODE_IP2}/24`, 'dev', 'up0');
