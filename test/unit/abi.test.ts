@@ -4,10 +4,10 @@
  * prove that a header change is detected, and pin every size the kernel
  * checks (key/value sizes) against the layouts the codecs use.
  */
-import { copyFile, cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate, GENERATED_PATH } from '../../src/maps/gen/cli.js';
 import { abiFromBtf, readBtf, type Abi, type StructLayout } from '../../src/maps/btf.js';
@@ -23,11 +23,13 @@ const DRIFT_HINT = 'bpf/lib/maps.h changed: run `make gen`';
 async function requireBuiltObjects(): Promise<void> {
   const missing = OBJECTS.filter((o) => !existsSync(join(PACKAGE_ROOT, o)));
   if (missing.length) throw new Error(`${missing.join(', ')} missing: run \`make\` (or \`make bpf\`) first`);
-  const sources = ['bpf/uplink.c', 'bpf/endpoint.c', 'bpf/lib/common.h', 'bpf/lib/maps.h', 'bpf/lib/parse.h', 'bpf/lib/nat.h', 'bpf/lib/csum.h', 'bpf/lib/fib.h']
-    .filter((s) => existsSync(join(PACKAGE_ROOT, s)));
-  const oldest = Math.min(...(await Promise.all(OBJECTS.map(async (o) => (await stat(join(PACKAGE_ROOT, o))).mtimeMs))));
-  for (const s of sources) {
-    if ((await stat(join(PACKAGE_ROOT, s))).mtimeMs > oldest) throw new Error(`${s} is newer than the BPF objects in build/bpf: run \`make\` first`);
+  // Each object against its own entry file and every shared header (what make rebuilds it from).
+  const headers = (await readdir(join(PACKAGE_ROOT, 'bpf', 'lib'))).filter((h) => h.endsWith('.h')).map((h) => `bpf/lib/${h}`);
+  for (const o of OBJECTS) {
+    const built = (await stat(join(PACKAGE_ROOT, o))).mtimeMs;
+    for (const s of [`bpf/${basename(o, '.o')}.c`, ...headers]) {
+      if (existsSync(join(PACKAGE_ROOT, s)) && (await stat(join(PACKAGE_ROOT, s))).mtimeMs > built) throw new Error(`${s} is newer than ${o}: run \`make\` first`);
+    }
   }
 }
 

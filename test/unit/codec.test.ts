@@ -17,6 +17,7 @@ function sampleField(f: FieldLayout, n: number): unknown {
   switch (f.kind) {
     case 'ip4_be': return `${10 + n}.${(f.offset * 7 + n) % 256}.${200 + (n % 50)}.${1 + f.offset}`;
     case 'port_be': return (0x1234 + n * 977 + f.offset) & 0xffff;
+    case 'mac': return ['02', '42', (n & 0xff).toString(16).padStart(2, '0'), (f.offset & 0xff).toString(16).padStart(2, '0'), 'be', 'ef'].join(':');
     case 'u8': return (0xa5 + n + f.offset) & 0xff;
     case 'u16': return (0xbeef + n * 31 + f.offset) & 0xffff;
     case 'u32': return (0xdeadbeef + n * 7919 + f.offset) >>> 0;
@@ -75,8 +76,8 @@ describe('codec round trips', () => {
         const max: Record<string, unknown> = {};
         for (const f of layout.fields) {
           if (f.kind === 'pad') continue;
-          zero[f.name] = f.kind === 'ip4_be' ? '0.0.0.0' : f.kind === 'u64' ? 0n : 0;
-          max[f.name] = f.kind === 'ip4_be' ? '255.255.255.255' : f.kind === 'u64' ? 0xffffffffffffffffn
+          zero[f.name] = f.kind === 'ip4_be' ? '0.0.0.0' : f.kind === 'mac' ? '00:00:00:00:00:00' : f.kind === 'u64' ? 0n : 0;
+          max[f.name] = f.kind === 'ip4_be' ? '255.255.255.255' : f.kind === 'mac' ? 'ff:ff:ff:ff:ff:ff' : f.kind === 'u64' ? 0xffffffffffffffffn
             : f.kind === 'u32' ? 0xffffffff : f.kind === 'u8' ? 0xff : 0xffff;
         }
         expect(codec.encode(zero).equals(Buffer.alloc(layout.size))).toBe(true);
@@ -147,9 +148,9 @@ describe('byte order', () => {
   });
 
   it('host-order integers are little-endian', () => {
-    // nat_ct_value: orig_addr(4) orig_port(2) flags u16(2) last_seen_ns u64(8)
-    const b = ctv.encode({ orig_addr: '192.0.2.1', orig_port: 443, flags: 0x0102, last_seen_ns: 0x1122334455667788n });
-    expect(b.toString('hex')).toBe('c0000201' + '01bb' + '0201' + '8877665544332211');
+    // nat_ct_value: orig_addr(4) orig_port(2) flags u16(2) client_addr(4) pad(4) last_seen_ns u64(8)
+    const b = ctv.encode({ orig_addr: '192.0.2.1', orig_port: 443, flags: 0x0102, client_addr: '10.0.0.9', last_seen_ns: 0x1122334455667788n });
+    expect(b.toString('hex')).toBe('c0000201' + '01bb' + '0201' + '0a000009' + '00000000' + '8877665544332211');
     expect(codecForType('addr_value').encode({ flags: 0x01020304 }).toString('hex')).toBe('04030201');
   });
 
@@ -210,7 +211,7 @@ describe('validation', () => {
     expectInvalid(() => pk.encode({ port: 80, proto: 6 }), 'port_key.addr');
     expectInvalid(() => pk.encode({ addr: '198.18.0.1', port: 80 }), 'port_key.proto');
     expectInvalid(() => ctk.encode({ saddr: '10.0.0.1', daddr: '10.0.0.2', sport: 1, proto: 6 }), 'nat_ct_key.dport');
-    expectInvalid(() => ctv.encode({ orig_addr: '10.0.0.1', orig_port: 1, flags: 0 }), 'nat_ct_value.last_seen_ns');
+    expectInvalid(() => ctv.encode({ orig_addr: '10.0.0.1', orig_port: 1, flags: 0, client_addr: '0.0.0.0' }), 'nat_ct_value.last_seen_ns');
   });
 
   it('rejects non-objects', () => {
