@@ -4,9 +4,11 @@
  *   node dist/bench/run.js                 full run, writes bench/results/latest.{json,md}
  *   node dist/bench/run.js --quick         smoke run (few rounds, small repeat),
  *                                          writes bench/results/tmp/latest.{json,md}
- *   node dist/bench/run.js --only maps     or --only progcost, --only setup
+ *   node dist/bench/run.js --only maps     or --only progcost, --only setup, --only connrate
  *   node dist/bench/run.js --out DIR       write the results elsewhere
  *   --rounds N / --repeat N                override rounds (both) / test-run repeat
+ *   --sizes 1,1000,...                     connrate: the numbers of published ports
+ *   --peers ebpf,nft-map,iptables          connrate: the peers to measure
  *
  * `setup` (sandbox + endpoint setup time against the CNI reference plugins)
  * needs /usr/lib/cni (containernetworking-plugins; `make bench` installs it).
@@ -26,6 +28,7 @@ import { renderMarkdown, renderText, type Table } from './lib/stats.js';
 import { MAPS_FULL, MAPS_QUICK, mapsTables, runMaps, type MapsResult } from './maps.js';
 import { PROGCOST_FULL, PROGCOST_QUICK, progcostTables, runProgcost, type ProgcostResult } from './progcost.js';
 import { SETUP_FULL, SETUP_QUICK, cniMissing, runSetup, setupTables, type SetupResult } from './setup.js';
+import { CONNRATE_FULL, CONNRATE_PEERS, CONNRATE_QUICK, connrateTables, runConnrate, type ConnrateResult, type PeerId } from './connrate.js';
 
 interface Args {
   quick: boolean;
@@ -33,17 +36,19 @@ interface Args {
   out: string | undefined;
   rounds: number | undefined;
   repeat: number | undefined;
+  sizes: number[] | undefined;
+  peers: PeerId[] | undefined;
 }
 
 class UsageError extends Error {}
 
-const ONLY = ['maps', 'progcost', 'setup'] as const;
+const ONLY = ['maps', 'progcost', 'setup', 'connrate'] as const;
 type Only = (typeof ONLY)[number];
 
-const USAGE = 'usage: node dist/bench/run.js [--quick] [--only maps|progcost|setup] [--out DIR] [--rounds N] [--repeat N]';
+const USAGE = 'usage: node dist/bench/run.js [--quick] [--only maps|progcost|setup|connrate] [--out DIR] [--rounds N] [--repeat N] [--sizes N,N,...] [--peers ebpf,nft-map,iptables]';
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: undefined, out: undefined, rounds: undefined, repeat: undefined };
+  const a: Args = { quick: false, only: undefined, out: undefined, rounds: undefined, repeat: undefined, sizes: undefined, peers: undefined };
   const int = (flag: string, v: string | undefined): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} needs a positive integer\n${USAGE}`);
@@ -64,6 +69,18 @@ function parseArgs(argv: string[]): Args {
       case '--out': a.out = value(); if (!a.out) throw new UsageError(`--out needs a directory\n${USAGE}`); break;
       case '--rounds': a.rounds = int('--rounds', value()); break;
       case '--repeat': a.repeat = int('--repeat', value()); break;
+      case '--sizes': {
+        const v = value();
+        a.sizes = (v ?? '').split(',').map((x) => int('--sizes', x.trim()));
+        break;
+      }
+      case '--peers': {
+        const v = (value() ?? '').split(',').map((x) => x.trim());
+        const bad = v.filter((x) => !CONNRATE_PEERS.includes(x as PeerId));
+        if (bad.length || !v.length) throw new UsageError(`--peers takes a list of ${CONNRATE_PEERS.join(', ')}, got ${bad.join(',')}\n${USAGE}`);
+        a.peers = v as PeerId[];
+        break;
+      }
       case '-h': case '--help': process.stdout.write(`${USAGE}\n`); process.exit(0); break;
       default: throw new UsageError(`unknown argument ${f}\n${USAGE}`);
     }
@@ -81,12 +98,16 @@ async function main(): Promise<number> {
   const pOpts = { ...(args.quick ? PROGCOST_QUICK : PROGCOST_FULL) };
   const mOpts = { ...(args.quick ? MAPS_QUICK : MAPS_FULL) };
   const sOpts = { ...(args.quick ? SETUP_QUICK : SETUP_FULL) };
-  if (args.rounds) pOpts.rounds = mOpts.rounds = sOpts.rounds = args.rounds;
+  const cOpts = { ...(args.quick ? CONNRATE_QUICK : CONNRATE_FULL) };
+  if (args.rounds) pOpts.rounds = mOpts.rounds = sOpts.rounds = cOpts.rounds = args.rounds;
+  if (args.sizes) cOpts.sizes = args.sizes;
+  if (args.peers) cOpts.peers = args.peers;
   if (args.repeat) pOpts.repeat = args.repeat;
 
   let progcost: ProgcostResult | undefined;
   let maps: MapsResult | undefined;
   let setup: SetupResult | undefined;
+  let connrate: ConnrateResult | undefined;
   const runs = (b: Only) => !args.only || args.only === b;
   // Fail before the long parts rather than after them.
   const missing = runs('setup') ? cniMissing() : undefined;
@@ -106,8 +127,13 @@ async function main(): Promise<number> {
     setup = await runSetup(sOpts);
     progress(`setup: done in ${setup.wallS.toFixed(1)} s`);
   }
+  if (runs('connrate')) {
+    progress(`connrate: N = ${cOpts.sizes.join(', ')}, peers ${cOpts.peers.join(', ')}, ${cOpts.rounds} rounds x ${cOpts.durationS} s`);
+    connrate = await runConnrate(cOpts);
+    progress(`connrate: done in ${connrate.wallS.toFixed(1)} s`);
+  }
 
-  const tables: Table[] = [...(progcost ? progcostTables(progcost) : []), ...(maps ? mapsTables(maps) : []), ...(setup ? setupTables(setup) : [])];
+  const tables: Table[] = [...(progcost ? progcostTables(progcost) : []), ...(maps ? mapsTables(maps) : []), ...(setup ? setupTables(setup) : []), ...(connrate ? connrateTables(connrate) : [])];
   for (const t of tables) process.stdout.write(`\n${renderText(t)}\n`);
 
   const finishedAt = new Date();
@@ -123,6 +149,7 @@ async function main(): Promise<number> {
     progcost,
     maps,
     setup,
+    connrate,
   };
   const outDir = args.out ?? (args.quick ? join(RESULTS_DIR, 'tmp') : RESULTS_DIR);
   await mkdir(outDir, { recursive: true });
@@ -149,7 +176,8 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: ${failed.length} path(s) failed verification: ${failed.map((p) => `${p.id} (${p.verification.problems.join('; ')})`).join(', ')}\n`);
   }
   if (setup && !setup.verification.ok) process.stderr.write(`bench: setup failed verification: ${setup.verification.problems.join('; ')}\n`);
-  return failed.length || (setup && !setup.verification.ok) ? 1 : 0;
+  if (connrate && !connrate.verification.ok) process.stderr.write(`bench: connrate failed verification: ${connrate.verification.problems.join('; ')}\n`);
+  return failed.length || (setup && !setup.verification.ok) || (connrate && !connrate.verification.ok) ? 1 : 0;
 }
 
 main().then(

@@ -57,6 +57,22 @@ export function interruption(): Promise<void> | undefined {
 }
 
 /**
+ * Register an async cleanup that also runs on SIGINT/SIGTERM (before the
+ * process exits). Returns the function to call in a finally block: it
+ * unregisters the cleanup and runs it (once, whoever calls first).
+ */
+export function registerCleanup(fn: () => Promise<void>): () => Promise<void> {
+  hookSignals();
+  let done: Promise<void> | undefined;
+  const cleanup = () => (done ??= fn());
+  pending.add(cleanup);
+  return async () => {
+    pending.delete(cleanup);
+    await cleanup();
+  };
+}
+
+/**
  * A private bpffs root and empty netns (test/harness/bpfroot.ts), registered
  * so that an interrupted run removes it too. Call release() in a finally.
  */
