@@ -205,3 +205,38 @@ describe('ports and counters: ports ls, port, stats drops, inspect, info', () =>
     expect(rows.map((x) => x.sandbox)).not.toContain('pidle');
   });
 });
+
+describe('map sizes: a configuration that does not fit is refused before anything changes', () => {
+  let lab: AgentLab;
+
+  beforeAll(async () => {
+    lab = await AgentLab.create({ defaultSubnet: '10.246.0.0/24', args: ['--map-size', 'bpfnet_ports=4'] });
+    await lab.start();
+    await lab.ok('network', 'create', '--subnet', '10.247.0.0/24', 'small');
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it('E_MAP_FULL names the map and the flag; the sandbox and its ports are not recorded', async () => {
+    await lab.ok('sandbox', 'create', '--name', 'fits', '--network', 'small', '-p', '8001-8003:8001-8003');
+    const r = await lab.cli('sandbox', 'create', '--name', 'toomany', '--network', 'small', '-p', '9001-9002:9001-9002');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('E_MAP_FULL');
+    expect(r.stderr).toContain('--map-size bpfnet_ports=');
+    expect((await lab.cli('sandbox', 'inspect', 'toomany')).code).not.toBe(0);
+    const rows = await lab.json<PortRow[]>('ports', 'ls', '--format', 'json');
+    expect(rows.map((x) => x.hostPort).sort()).toEqual([8001, 8002, 8003]);
+    // One more still fits.
+    await lab.ok('sandbox', 'create', '--name', 'last', '--network', 'small', '-p', '9001:80');
+  });
+
+  it('a restart with a bigger --map-size migrates the pinned map and keeps every port', async () => {
+    await lab.stop();
+    await lab.start({ args: ['--map-size', 'bpfnet_ports=64'] });
+    expect(lab.agentLog).toContain('BPF map resized; entries kept');
+    await lab.ok('sandbox', 'create', '--name', 'more', '--network', 'small', '-p', '9101-9110:9101-9110');
+    const rows = await lab.json<PortRow[]>('ports', 'ls', '--format', 'json');
+    expect(rows.filter((x) => x.active).length).toBe(14);
+  });
+});
