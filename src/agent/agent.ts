@@ -94,6 +94,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
         })
       : undefined;
   const dataplane: Dataplane = ebpf ?? createDataplane(mode, {});
+  await ebpf?.prepare();
   const registry = new DnsRegistry();
   const upstreams = upstreamNameservers(readResolvConf(cfg.resolvConf)).map((u) => ({ addr: u.addr }));
   const dns = cfg.embeddedDns ? new DnsServer({ registry, upstreams, logger: log.child({ component: 'dns' }), bpffsRoot: cfg.bpffsRoot, redirect: redirectForDataplane(mode) }) : undefined;

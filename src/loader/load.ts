@@ -58,7 +58,10 @@ export async function ensureMap(root: string, m: MapLayout, maxEntries?: number,
   if (existsSync(path)) {
     const info = pinnedMapInfo(path);
     const sameLayout = info.type === m.type && info.keySize === m.keySize && info.valueSize === m.valueSize;
-    if (sameLayout && info.maxEntries === entries) return path;
+    // Without an explicit size the pinned one stands: only the agent's
+    // dataplane (which passes every size) decides sizes, never another
+    // loader sharing the root.
+    if (sameLayout && (maxEntries === undefined || info.maxEntries === entries)) return path;
     const tmp = join(mapsDir(root), `tmp-${m.name}-${randomBytes(4).toString('hex')}`);
     await createMap(tmp, m, entries);
     let copied = 0;

@@ -13,6 +13,7 @@ import { portEntries } from '../../controller/ports.js';
 import type { ApplyReport, Dataplane, DataplaneEndpoint, DataplaneNetwork, DesiredState, PortCounters } from '../types.js';
 import type { AddrKey, AddrValue, ConfigValue, EndpointInfo, EndpointKey, IfaceKey, NetKey, NetValue, UplinkKey, UplinkValue } from '../../maps/generated/abi.js';
 import { MapMirror, type SyncCounts } from './mirror.js';
+import { maps as mapLayouts } from '../../maps/generated/abi.js';
 import { readCounters, readPortCounters } from './counters.js';
 import { netnsCookie } from '../../netlink/netns.js';
 import { invalidArgument } from '../../util/errors.js';
@@ -63,6 +64,15 @@ export class EbpfDataplane implements Dataplane {
     return mapsDir(this.opts.root);
   }
 
+  /**
+   * Every map's size, explicitly: the defaults from the ABI with the
+   * configured overrides on top, so a restart without --map-size returns a
+   * map to its default size, and other loaders of this root never resize.
+   */
+  get mapSizes(): Record<string, number> {
+    return { ...Object.fromEntries(Object.values(mapLayouts).map((m) => [m.name, m.maxEntries])), ...this.opts.mapSizes };
+  }
+
   /** Objects loaded by this process: their sources do not change under a running agent. */
   private readonly loaded = new Map<string, LoadedObject>();
   private pruned = false;
@@ -74,12 +84,22 @@ export class EbpfDataplane implements Dataplane {
       o = await loadObject(name, {
         root: this.opts.root,
         ...(progType ? { progType } : {}),
-        ...(this.opts.mapSizes ? { mapSizes: this.opts.mapSizes } : {}),
+        mapSizes: this.mapSizes,
         ...(this.opts.onMigrate ? { onMigrate: this.opts.onMigrate } : {}),
       });
       this.loaded.set(name, o);
     }
     return o;
+  }
+
+  /**
+   * Load the objects (creating or migrating the maps) before anything else
+   * under this root loads: a map migration drops every pinned program
+   * version, which must not happen under another loader's feet.
+   */
+  async prepare(): Promise<void> {
+    await this.load(PROGRAMS.uplink.object);
+    await this.load(PROGRAMS.endpoint.object);
   }
 
   async apply(state: DesiredState): Promise<ApplyReport> {
@@ -179,7 +199,7 @@ export class EbpfDataplane implements Dataplane {
       const key = `${dev}@${state.uplinkIndex?.[dev] ?? '?'}`;
       if (this.opts.xdp) {
         if (this.xdpOn.has(key)) continue;
-        const a = await attachUplinkXdp({ root: this.opts.root, netns: this.opts.netns, dev, mode: this.opts.xdp, ...(this.opts.mapSizes ? { mapSizes: this.opts.mapSizes } : {}) });
+        const a = await attachUplinkXdp({ root: this.opts.root, netns: this.opts.netns, dev, mode: this.opts.xdp, mapSizes: this.mapSizes });
         this.xdpOn.add(key);
         report.attached.push({ dev, hook: `xdp/${a.mode}`, prog: XDP_PROGRAM.prog, progId: a.progId });
       } else if (!this.xdpChecked.has(key)) {
