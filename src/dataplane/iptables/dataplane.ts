@@ -13,6 +13,7 @@
  * verify() compares our chains' rule counts with the last render (a flush or
  * a deleted chain shows), and reconcile() re-applies when they differ.
  */
+import { SerialQueue } from '../../util/serial.js';
 import type { ApplyReport, Dataplane, DesiredState } from '../types.js';
 import { planShape, planState } from '../netfilter/plan.js';
 import { ensureHostSettings, resetHostSettings, type HostReport } from '../netfilter/host.js';
@@ -49,11 +50,9 @@ export class IptablesDataplane implements Dataplane {
   }
 
   /** apply, reconcile and teardown run one at a time (the agent calls reconcile from a timer). */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => undefined);
-    return next;
+    return this.queue.run(fn);
   }
 
   apply(state: DesiredState): Promise<ApplyReport> {

@@ -9,6 +9,7 @@
  * after a restart, or when the incremental transaction fails because
  * someone removed our table) rewrites both tables in one transaction.
  */
+import { SerialQueue } from '../../util/serial.js';
 import type { ApplyReport, Dataplane, DesiredState } from '../types.js';
 import { planShape, planState, type Plan } from '../netfilter/plan.js';
 import { ensureHostSettings, resetHostSettings, type HostReport } from '../netfilter/host.js';
@@ -46,11 +47,9 @@ export class NftablesDataplane implements Dataplane {
   }
 
   /** apply, reconcile and teardown run one at a time (the agent calls reconcile from a timer). */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => undefined);
-    return next;
+    return this.queue.run(fn);
   }
 
   apply(state: DesiredState): Promise<ApplyReport> {
