@@ -100,21 +100,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
   const dns = cfg.embeddedDns ? new DnsServer({ registry, upstreams, logger: log.child({ component: 'dns' }), bpffsRoot: cfg.bpffsRoot, redirect: redirectForDataplane(mode) }) : undefined;
   const service = new ModelService(cfg, store, plumbing, dataplane, log, {
     uplinks,
-    addresses: () =>
-      rt
-        .addrs()
-        .map((a) => a.address)
-        .filter((a) => !a.startsWith('127.')),
+    addrs: () => rt.addrs(),
     routes: () => rt.routes({}).map((r) => r.dst).filter((d) => d !== 'default'),
-    // The masquerade source per uplink: its first (primary) global IPv4 address.
-    uplinkAddress: () => {
-      const out: Record<string, string> = {};
-      for (const u of uplinks) {
-        const a = rt.addrs(u).find((x) => x.scope === 'universe' && !x.address.includes(':'));
-        if (a) out[u] = a.address;
-      }
-      return out;
-    },
     ephemeral: readEphemeral,
   }, dns ? { registry, server: dns } : undefined);
   service.ensurePredefined();

@@ -4,8 +4,7 @@
  */
 import type { Messages, Network, Sandbox, Endpoint, PublishedPort, Counter } from '../api/generated/types.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../model/types.js';
-import type { ModelDesiredState } from '../model/desired.js';
-import type { Dataplane, PortCounters } from '../dataplane/types.js';
+import type { PortCounters } from '../dataplane/types.js';
 import type { CallContext, Handlers } from './server.js';
 import type { ModelService } from './service.js';
 import { sandboxFilesDir } from './config.js';
@@ -52,16 +51,6 @@ export function endpointRec(e: Endpoint): EndpointRecord {
 
 // ---- counters ------------------------------------------------------------------
 
-/** Per-port counters of the dataplane, or undefined when it keeps none. */
-async function dataplanePortCounters(dp: Dataplane): Promise<PortCounters[] | undefined> {
-  return dp.portCounters ? dp.portCounters() : undefined;
-}
-
-/** Named counters of the dataplane (name -> packets, bytes), or undefined when it keeps none. */
-async function dataplaneCounters(dp: Dataplane): Promise<Record<string, { packets: bigint; bytes: bigint }> | undefined> {
-  return dp.counters ? dp.counters() : undefined;
-}
-
 const portKey = (hostIp: string, proto: string, hostPort: number): string => `${hostIp}|${proto}|${hostPort}`;
 
 /** Docker's order for one sandbox's ports: container port, proto, host IP, host port. */
@@ -83,12 +72,12 @@ function portOrder(a: PublishedPort, b: PublishedPort): number {
  * read failure is a warning, never a failed call: the ports are still listed.
  */
 async function publishedPorts(svc: ModelService, sandboxes: readonly SandboxRecord[], ctx?: CallContext): Promise<{ counted: boolean; ports: PublishedPort[] }> {
-  const desired = svc.desired() as ModelDesiredState;
+  const desired = svc.desiredPorts();
   const programmed = new Map(desired.ports.map((p) => [portKey(p.hostIp, p.proto, p.hostPort), p]));
   const skipped = new Map((desired.skipped ?? []).map((s) => [`${s.sandboxId}|${portKey(s.hostIp, s.proto, s.hostPort)}`, s.reason]));
   let counters: Map<string, PortCounters> | undefined;
   try {
-    const rows = await dataplanePortCounters(svc.dataplane);
+    const rows = await svc.dataplane.portCounters?.();
     if (rows) counters = new Map(rows.map((c) => [portKey(c.hostIp, c.proto, c.hostPort), c]));
   } catch (e) {
     const msg = `per-port counters unavailable: ${(e as Error).message}`;
@@ -130,7 +119,7 @@ async function publishedPorts(svc: ModelService, sandboxes: readonly SandboxReco
 
 /** Named counters as messages, or undefined when the dataplane keeps none. */
 async function counterMsgs(svc: ModelService): Promise<Counter[] | undefined> {
-  const c = await dataplaneCounters(svc.dataplane);
+  const c = await svc.dataplane.counters?.();
   return c ? Object.entries(c).map(([name, v]) => ({ name, packets: Number(v.packets), bytes: Number(v.bytes) })) : undefined;
 }
 
@@ -165,7 +154,7 @@ export function handlers(svc: ModelService, info: { started: string; uplinks: st
       runDir: svc.cfg.runDir,
       bpffsRoot: svc.cfg.bpffsRoot,
       uplinks: info.uplinks,
-      nodeAddresses: svc.node.addresses(),
+      nodeAddresses: svc.nodeAddresses(),
       networks: svc.store.networks().length,
       sandboxes: svc.store.sandboxes().length,
       started: info.started,

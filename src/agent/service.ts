@@ -5,6 +5,7 @@
  * A failure after the record undoes the plumbing and the record; a crash
  * (kill -9) after it leaves a record that reconcile() completes at start.
  */
+import type { Addr } from '../netlink/objects.js';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { BpfnetError, invalidArgument } from '../util/errors.js';
@@ -16,7 +17,7 @@ import { parsePortSpecs, allocatePorts, publishAll, takenBy, DEFAULT_EPHEMERAL, 
 import { describeSocket, portConflicts, readBoundSockets, type BoundSocket } from './listening.js';
 import { newId, resolveRef, macFromIpv4, hostVethName, bridgeDeviceName } from '../model/ids.js';
 import { validateName, validateDeviceName, validateHostname, parseBridgeOptions, validateDnsServer } from '../model/names.js';
-import { desiredDataplaneState } from '../model/desired.js';
+import { desiredDataplaneState, type ModelDesiredState } from '../model/desired.js';
 import type { AgentConfig } from './config.js';
 import { Plumbing, epAlias, netAlias } from './plumbing.js';
 import { writeSandboxFiles, removeSandboxFiles } from './files.js';
@@ -36,6 +37,9 @@ export interface ChangeWarnings {
   warn(msg: string): void;
 }
 
+/** An address on a node device, as rtnetlink reports it. */
+export type NodeAddr = Pick<Addr, 'address' | 'index' | 'scope'>;
+
 export class ModelService {
   constructor(
     readonly cfg: AgentConfig,
@@ -43,7 +47,7 @@ export class ModelService {
     readonly plumbing: Plumbing,
     readonly dataplane: Dataplane,
     readonly log: Logger,
-    readonly node: { uplinks: string[]; addresses: () => string[]; routes: () => string[]; ephemeral: () => [number, number]; uplinkAddress?: () => Record<string, string> },
+    readonly node: { uplinks: string[]; addrs: () => NodeAddr[]; routes: () => string[]; ephemeral: () => [number, number] },
     readonly dns?: { registry: DnsRegistry; server: DnsServer },
   ) {}
 
@@ -97,20 +101,35 @@ export class ModelService {
 
   // ---- dataplane -------------------------------------------------------------
 
+  /** The node's IPv4 addresses, loopback excluded (gateways included: Docker's `--dst-type LOCAL`). */
+  nodeAddresses(addrs: NodeAddr[] = this.node.addrs()): string[] {
+    return addrs.map((a) => a.address).filter((a) => !a.startsWith('127.') && !a.includes(':'));
+  }
+
+  /** Published ports as the dataplane gets them, and those left out with why: the store alone, no kernel I/O. */
+  desiredPorts(): Pick<ModelDesiredState, 'ports' | 'skipped'> {
+    return desiredDataplaneState(this.store.networks(), this.store.sandboxes(), this.store.endpoints(), { uplinks: [], nodeAddresses: [] });
+  }
+
   desired(): DesiredState {
+    const addrs = this.node.addrs(); // one dump for both the node's and the uplinks' addresses
     const d = desiredDataplaneState(this.store.networks(), this.store.sandboxes(), this.store.endpoints(), {
       uplinks: this.node.uplinks,
-      nodeAddresses: this.node.addresses(),
+      nodeAddresses: this.nodeAddresses(addrs),
     });
     // ifindexes let the dataplane skip devices it already attached to.
     d.endpoints = d.endpoints.map((e) => {
       const i = this.plumbing.indexOf(e.hostDev);
       return i === undefined ? e : { ...e, ifindex: i };
     });
-    if (this.node.uplinkAddress) d.uplinkAddress = this.node.uplinkAddress();
     d.uplinkIndex = Object.fromEntries(d.uplinks.flatMap((u) => {
       const i = this.plumbing.indexOf(u);
       return i === undefined ? [] : [[u, i]];
+    }));
+    // The masquerade source per uplink: its first (primary) global IPv4 address.
+    d.uplinkAddress = Object.fromEntries(Object.entries(d.uplinkIndex).flatMap(([u, i]) => {
+      const a = addrs.find((x) => x.index === i && x.scope === 'universe' && !x.address.includes(':'));
+      return a ? [[u, a.address]] : [];
     }));
     return d;
   }

@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { call, json, out, parseFormat } from './api.js';
 import { formatTable } from '../model/inspect.js';
+import { formatPortMapping } from '../model/portspec.js';
 import type { PublishedPort } from '../api/generated/types.js';
 import { BpfnetError, invalidArgument } from '../util/errors.js';
 
@@ -14,10 +15,6 @@ export function hostPort(ip: string, port: number): string {
   return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
-/** Docker's PORTS column: "0.0.0.0:8080->80/tcp". */
-export function portMapping(p: Pick<PublishedPort, 'hostIp' | 'hostPort' | 'containerPort' | 'proto'>): string {
-  return `${hostPort(p.hostIp, p.hostPort)}->${p.containerPort}/${p.proto}`;
-}
 
 /**
  * Bytes as Docker's CLI prints sizes (go-units HumanSizeWithPrecision, 3
@@ -86,7 +83,7 @@ export function formatPortsTable(ports: readonly PublishedPort[]): string {
   const rows = ports.map((p) => [
     p.sandboxName,
     p.networkName || '-',
-    portMapping(p),
+    formatPortMapping(p),
     p.active ? hostPort(p.containerIp, p.containerPort) : `(inactive: ${p.inactiveReason})`,
     p.counted ? String(p.packets) : '-',
     p.counted ? humanBytes(p.bytes) : '-',

@@ -1,5 +1,5 @@
 /**
- * Published ports -> map entries, and the diff against what a map holds.
+ * Published ports -> map entries (the diff against the maps is src/dataplane/ebpf/mirror.ts).
  * Pure: no I/O, so every rule here is unit-tested without a kernel.
  */
 import { isIPv4 } from 'node:net';
@@ -34,36 +34,4 @@ export function portEntries(ports: PublishedPort[]): [PortKey, PortValue][] {
     seen.set(id, p);
     return [portKey(p), { backend_addr: p.containerIp, backend_port: p.containerPort, flags: 0 }];
   });
-}
-
-export interface EntryDiff<K, V> {
-  /** New or changed entries. */
-  upsert: [K, V][];
-  remove: K[];
-  added: number;
-  updated: number;
-}
-
-/** What to write so that a map holding `current` holds exactly `desired`. */
-export function diffEntries<K, V>(current: [K, V][], desired: [K, V][]): EntryDiff<K, V> {
-  // Canonical identity: sorted keys, bigints as strings.
-  const id = (x: unknown) =>
-    JSON.stringify(x, (_k, v: unknown) =>
-      typeof v === 'bigint' ? v.toString() : v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v);
-  const cur = new Map(current.map(([k, v]) => [id(k), id(v)]));
-  const want = new Set<string>();
-  const upsert: [K, V][] = [];
-  let added = 0;
-  let updated = 0;
-  for (const [k, v] of desired) {
-    const kid = id(k);
-    want.add(kid);
-    const have = cur.get(kid);
-    if (have === undefined) added++;
-    else if (have !== id(v)) updated++;
-    else continue;
-    upsert.push([k, v]);
-  }
-  const remove = current.filter(([k]) => !want.has(id(k))).map(([k]) => k);
-  return { upsert, remove, added, updated };
 }

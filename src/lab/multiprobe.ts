@@ -25,7 +25,8 @@ export interface ProbeResult {
   error?: string;
 }
 
-function one(p: Probe): Promise<ProbeResult> {
+/** One request; resolves with the reply or why there was none (never rejects). */
+export function probeOnce(p: Probe): Promise<ProbeResult> {
   const ms = p.timeout ?? 1500;
   const msg = p.msg ?? 'ping';
   return new Promise((resolve) => {
@@ -67,7 +68,7 @@ function one(p: Probe): Promise<ProbeResult> {
 /** A probe that throws (no route, bad address) is a failed probe, not a crashed run. */
 function safe(p: Probe): Promise<ProbeResult> {
   try {
-    return one(p).catch((e: Error) => ({ ok: false, error: e.message }));
+    return probeOnce(p).catch((e: Error) => ({ ok: false, error: e.message }));
   } catch (e) {
     return Promise.resolve({ ok: false, error: (e as Error).message });
   }

@@ -273,7 +273,7 @@ export function publishAll(exposed: string[], ctx: AllocateContext, alreadyPubli
 }
 
 /** "0.0.0.0:8080->80/tcp", as docker ps shows one binding. */
-export function formatPortMapping(m: PortMapping): string {
+export function formatPortMapping(m: Pick<PortMapping, 'hostIp' | 'hostPort' | 'containerPort'> & { proto: string }): string {
   return `${m.hostIp}:${m.hostPort}->${m.containerPort}/${m.proto}`;
 }
 

@@ -3,9 +3,8 @@
  * bpfnet_ports entries, validation, and the diff against a map's content.
  */
 import { describe, expect, it } from 'vitest';
-import { diffEntries, IPPROTO, portEntries, portKey, validatePort } from '../../src/controller/ports.js';
+import { IPPROTO, portEntries, portKey, validatePort } from '../../src/controller/ports.js';
 import type { PublishedPort } from '../../src/dataplane/types.js';
-import type { PortKey, PortValue } from '../../src/maps/generated/abi.js';
 import { codecForType } from '../../src/maps/codec.js';
 import { BpfnetError } from '../../src/util/errors.js';
 
@@ -133,76 +132,3 @@ describe('portEntries', () => {
   });
 });
 
-describe('diffEntries', () => {
-  const k = (port: number, addr = '0.0.0.0'): PortKey => ({ addr, port, proto: 6 });
-  const v = (backend_port: number, backend_addr = '198.19.0.2'): PortValue => ({ backend_addr, backend_port, flags: 0 });
-
-  it('empty to empty is a no-op', () => {
-    expect(diffEntries([], [])).toEqual({ upsert: [], remove: [], added: 0, updated: 0 });
-  });
-
-  it('everything is added into an empty map', () => {
-    const desired: [PortKey, PortValue][] = [[k(1), v(10)], [k(2), v(20)]];
-    expect(diffEntries([], desired)).toEqual({ upsert: desired, remove: [], added: 2, updated: 0 });
-  });
-
-  it('everything is removed when nothing is desired', () => {
-    expect(diffEntries([[k(1), v(10)], [k(2), v(20)]], [])).toEqual({ upsert: [], remove: [k(1), k(2)], added: 0, updated: 0 });
-  });
-
-  it('counts adds, updates and removes; unchanged entries are not rewritten', () => {
-    const current: [PortKey, PortValue][] = [
-      [k(1), v(10)], // unchanged
-      [k(2), v(20)], // updated (port)
-      [k(3), v(30)], // removed
-      [k(4), v(40)], // updated (address)
-      [k(5, '198.18.0.1'), v(50)], // removed: same port, other host address below
-    ];
-    const desired: [PortKey, PortValue][] = [
-      [k(1), v(10)],
-      [k(2), v(21)],
-      [k(4), v(40, '198.19.0.4')],
-      [k(5), v(50)], // added: wildcard key differs from 198.18.0.1
-      [k(6), v(60)], // added
-    ];
-    const d = diffEntries(current, desired);
-    expect(d.added).toBe(2);
-    expect(d.updated).toBe(2);
-    expect(d.remove).toEqual([k(3), k(5, '198.18.0.1')]);
-    expect(d.upsert).toEqual([[k(2), v(21)], [k(4), v(40, '198.19.0.4')], [k(5), v(50)], [k(6), v(60)]]);
-    expect(d.upsert.some(([key]) => key.port === 1)).toBe(false);
-    expect(d.upsert.length).toBe(d.added + d.updated);
-  });
-
-  it('identical current and desired write nothing', () => {
-    const s: [PortKey, PortValue][] = [[k(1), v(10)], [k(2), v(20)]];
-    expect(diffEntries(s, structuredClone(s))).toEqual({ upsert: [], remove: [], added: 0, updated: 0 });
-  });
-
-  it('supports bigint values (and keys)', () => {
-    type V = { packets: bigint; bytes: bigint };
-    const current: [number, V][] = [
-      [0, { packets: 1n, bytes: 2n ** 63n }],
-      [1, { packets: 5n, bytes: 5n }],
-      [2, { packets: 0n, bytes: 0n }],
-    ];
-    const desired: [number, V][] = [
-      [0, { packets: 1n, bytes: 2n ** 63n }],
-      [1, { packets: 6n, bytes: 5n }],
-      [3, { packets: 18446744073709551615n, bytes: 0n }],
-    ];
-    const d = diffEntries(current, desired);
-    expect(d).toEqual({ upsert: [desired[1], desired[2]], remove: [2], added: 1, updated: 1 });
-    const b = diffEntries<bigint, bigint>([[1n, 1n], [2n, 2n]], [[1n, 1n], [2n, 3n]]);
-    expect(b).toEqual({ upsert: [[2n, 3n]], remove: [], added: 0, updated: 1 });
-  });
-
-  it('works on the output of portEntries against decoded map content', () => {
-    const kc = codecForType('port_key');
-    const vc = codecForType('port_value');
-    const desired = portEntries([P(), P({ proto: 'udp' })]);
-    // What TypedMap.entries() would return: decoded from the map's bytes.
-    const current = desired.map(([key, value]) => [kc.decode(kc.encode(key)), vc.decode(vc.encode(value))] as [PortKey, PortValue]);
-    expect(diffEntries(current, desired)).toEqual({ upsert: [], remove: [], added: 0, updated: 0 });
-  });
-});

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Counter, PublishedPort } from '../../src/api/generated/types.js';
-import { formatDockerPort, formatPortsTable, hostPort, humanBytes, inspectPorts, parsePrivatePort, portMapping, portRow } from '../../src/cli/ports.js';
+import { formatDockerPort, formatPortsTable, hostPort, humanBytes, inspectPorts, parsePrivatePort, portRow } from '../../src/cli/ports.js';
+import { formatPortMapping as portMapping } from '../../src/model/portspec.js';
 import { counterDeltas, countersJson, formatCountersTable, formatInfoCounters, parseInterval, watchHeader, watchLine } from '../../src/cli/stats.js';
 import { metricName, metricNames } from '../../src/dataplane/ebpf/counters.js';
 

@@ -1,8 +1,10 @@
 /**
- * The eBPF dataplane: tc programs on the uplinks (DNAT) and on the host side
- * of every endpoint (reverse NAT), driven by maps under one bpffs root.
- * apply() is idempotent: loading reuses pinned versions, attaching replaces
- * in place, and map writes are the diff against what the maps hold.
+ * The eBPF dataplane: tc programs on the uplinks (ingress: reverse SNAT, DNAT;
+ * egress: masquerade) and on the host side of every endpoint, cgroup socket
+ * hooks for node-local clients, optional XDP; all driven by maps under one
+ * bpffs root. apply() is idempotent: loading reuses pinned versions,
+ * attaching replaces in place, and map writes are the diff against what the
+ * maps hold.
  */
 import { loadObject, pruneVersions, removeRoot, mapsDir, type LoadedObject, type MapMigration } from '../../loader/load.js';
 import { attachTc, detachTc } from '../../loader/tc.js';
@@ -17,6 +19,7 @@ import { maps as mapLayouts } from '../../maps/generated/abi.js';
 import { readCounters, readPortCounters } from './counters.js';
 import { netnsCookie } from '../../netlink/netns.js';
 import { invalidArgument } from '../../util/errors.js';
+import { formatIpv4, parseCidr } from '../../model/ipv4.js';
 import { isIPv4 } from 'node:net';
 
 export interface EbpfOptions {
@@ -115,21 +118,22 @@ export class EbpfDataplane implements Dataplane {
     const uplink = await this.load(PROGRAMS.uplink.object);
     const endpoint = await this.load(PROGRAMS.endpoint.object);
 
-    // Maps first, so a program never runs against a half-programmed table.
+    // Maps first, so a program never runs against a half-programmed table;
+    // every map is encoded and checked before any is written.
     const m = this.mirror();
-    const prepared = [
-      await m.prepare('bpfnet_config', config),
-      await m.prepare('bpfnet_ports', desiredPorts),
-      await m.prepare('bpfnet_addrs', desiredAddrs),
-      await m.prepare('bpfnet_nets', desiredNets),
-      await m.prepare('bpfnet_uplinks', desiredUplinks),
-      await m.prepare('bpfnet_endpoints', eps.byAddr),
-      await m.prepare('bpfnet_ifaces', eps.byIf),
-    ];
-    for (const p of prepared) await m.commit(p);
-    const [, pd, ad, nd, , ed] = prepared.map((p) => p.counts) as [SyncCounts, SyncCounts, SyncCounts, SyncCounts, SyncCounts, SyncCounts];
+    const sync = {
+      config: await m.prepare('bpfnet_config', config),
+      ports: await m.prepare('bpfnet_ports', desiredPorts),
+      addrs: await m.prepare('bpfnet_addrs', desiredAddrs),
+      nets: await m.prepare('bpfnet_nets', desiredNets),
+      uplinks: await m.prepare('bpfnet_uplinks', desiredUplinks),
+      endpoints: await m.prepare('bpfnet_endpoints', eps.byAddr),
+      ifaces: await m.prepare('bpfnet_ifaces', eps.byIf),
+    };
+    for (const p of Object.values(sync)) await m.commit(p);
     // Counters of unpublished ports go with them.
-    await m.deleteKeys('bpfnet_port_stats', prepared[1]!.remove);
+    await m.deleteKeys('bpfnet_port_stats', sync.ports.remove);
+    const { ports: pd, addrs: ad, nets: nd, endpoints: ed } = Object.fromEntries(Object.entries(sync).map(([k, p]) => [k, p.counts])) as Record<keyof typeof sync, SyncCounts>;
     const report: ApplyReport = {
       attached: [],
       ports: { added: pd.added, updated: pd.updated, removed: pd.removed },
@@ -138,12 +142,13 @@ export class EbpfDataplane implements Dataplane {
       endpoints: { added: ed.added, removed: ed.removed },
     };
 
-    const egress = uplink.progs[PROGRAMS.uplinkEgress.prog];
+    const target = (dev: string, ifindex: number | undefined, obj: LoadedObject, prog: string, direction: 'ingress' | 'egress') => ({ dev, ifindex, pin: obj.progs[prog], prog, direction });
     const targets = [
-      ...state.uplinks.map((dev) => ({ dev, ifindex: state.uplinkIndex?.[dev], pin: uplink.progs[PROGRAMS.uplink.prog], prog: PROGRAMS.uplink.prog, direction: 'ingress' as const })),
-      // Masquerade at the uplink's egress (absent from objects built before it existed).
-      ...(egress ? state.uplinks.map((dev) => ({ dev, ifindex: state.uplinkIndex?.[dev], pin: egress, prog: PROGRAMS.uplinkEgress.prog, direction: 'egress' as const })) : []),
-      ...state.endpoints.map((e) => ({ dev: e.hostDev, ifindex: e.ifindex, pin: endpoint.progs[PROGRAMS.endpoint.prog], prog: PROGRAMS.endpoint.prog, direction: 'ingress' as const })),
+      ...state.uplinks.flatMap((dev) => [
+        target(dev, state.uplinkIndex?.[dev], uplink, PROGRAMS.uplink.prog, 'ingress'),
+        target(dev, state.uplinkIndex?.[dev], uplink, PROGRAMS.uplinkEgress.prog, 'egress'),
+      ]),
+      ...state.endpoints.map((e) => target(e.hostDev, e.ifindex, endpoint, PROGRAMS.endpoint.prog, 'ingress')),
     ];
     const keep = new Set<string>();
     for (const t of targets) {
@@ -161,10 +166,7 @@ export class EbpfDataplane implements Dataplane {
     // Older versions are no longer attached anywhere we manage: unpin them
     // (once per process: versions only change when the agent is upgraded).
     if (!this.pruned) {
-      await pruneVersions(this.opts.root, uplink.name, uplink.hash);
-      await pruneVersions(this.opts.root, endpoint.name, endpoint.hash);
-      const sock = this.loaded.get(PROGRAMS.sock.object);
-      if (sock) await pruneVersions(this.opts.root, sock.name, sock.hash);
+      for (const o of this.loaded.values()) await pruneVersions(this.opts.root, o.name, o.hash);
       this.pruned = true;
     }
     return report;
@@ -203,14 +205,26 @@ export class EbpfDataplane implements Dataplane {
         this.xdpOn.add(key);
         report.attached.push({ dev, hook: `xdp/${a.mode}`, prog: XDP_PROGRAM.prog, progId: a.progId });
       } else if (!this.xdpChecked.has(key)) {
-        // Started without --xdp after a run with it: take ours off (only ours).
+        // Started without --xdp after a run with it: take ours off.
         this.xdpChecked.add(key);
-        const cur = await uplinkXdp({ netns: this.opts.netns, dev }).catch(() => undefined);
-        if (cur && (await isOurXdp(cur.progId))) await detachUplinkXdp({ netns: this.opts.netns, dev });
+        await this.detachOurXdp(dev);
       }
     }
   }
   private readonly xdpChecked = new Set<string>();
+
+  /** Detach the uplink's XDP program if it is ours (known by our program's name, cut to 15 bytes). */
+  private async detachOurXdp(dev: string): Promise<void> {
+    const cur = await uplinkXdp({ netns: this.opts.netns, dev }).catch(() => undefined);
+    if (!cur) return;
+    let ours = false;
+    try {
+      ours = bpfProgInfoById(cur.progId).name === XDP_PROGRAM.prog.slice(0, 15);
+    } catch {
+      return; // gone meanwhile
+    }
+    if (ours) await detachUplinkXdp({ netns: this.opts.netns, dev });
+  }
 
   private mirrorState: MapMirror | undefined;
   private mirror(): MapMirror {
@@ -235,14 +249,12 @@ export class EbpfDataplane implements Dataplane {
   }
 
   async teardown(state: DesiredState): Promise<void> {
-    const devs = [...state.uplinks, ...state.endpoints.map((e) => e.hostDev)];
-    for (const dev of devs) {
-      await detachTc({ netns: this.opts.netns, dev, direction: 'ingress' }).catch(() => undefined);
-    }
-    for (const dev of state.uplinks) await detachTc({ netns: this.opts.netns, dev, direction: 'egress' }).catch(() => undefined);
+    const detach = (dev: string, direction: 'ingress' | 'egress') => detachTc({ netns: this.opts.netns, dev, direction }).catch(() => undefined);
+    for (const e of state.endpoints) await detach(e.hostDev, 'ingress');
     for (const dev of state.uplinks) {
-      const cur = await uplinkXdp({ netns: this.opts.netns, dev }).catch(() => undefined);
-      if (cur && (await isOurXdp(cur.progId))) await detachUplinkXdp({ netns: this.opts.netns, dev }).catch(() => undefined);
+      await detach(dev, 'ingress');
+      await detach(dev, 'egress');
+      await this.detachOurXdp(dev).catch(() => undefined);
     }
     this.xdpOn.clear();
     await detachCgroup(this.opts.root).catch(() => undefined);
@@ -262,11 +274,8 @@ export const NET_F_DIRECT = 0x8;
 
 export function netEntries(networks: DataplaneNetwork[]): [NetKey, NetValue][] {
   return networks.map((n) => {
-    const [addr, len] = n.subnet.split('/');
-    const prefixlen = Number(len);
-    if (!addr || !isIPv4(addr) || !Number.isInteger(prefixlen) || prefixlen < 0 || prefixlen > 32) {
-      throw invalidArgument(`network subnet must be a.b.c.d/n, got "${n.subnet}"`);
-    }
+    const c = parseCidr(n.subnet, 'network subnet');
+    const [addr, prefixlen] = [formatIpv4(c.network), c.prefix];
     if (!Number.isInteger(n.id) || n.id <= 0 || n.id > 0xffffffff) throw invalidArgument(`network id must be a non-zero u32, got ${n.id}`);
     for (const [what, a] of [['gateway', n.gateway], ['SNAT address', n.snatIp]] as const) {
       if (a !== undefined && a !== '' && !isIPv4(a)) throw invalidArgument(`network ${n.subnet} ${what} must be IPv4, got "${a}"`);
@@ -313,13 +322,4 @@ export function uplinkEntries(state: DesiredState): [UplinkKey, UplinkValue][] {
     out.push([{ ifindex }, { snat_addr: addr, flags: 0 }]);
   }
   return out;
-}
-
-/** An XDP program is ours when the kernel knows it by our program's name (cut to 15 bytes). */
-async function isOurXdp(progId: number): Promise<boolean> {
-  try {
-    return bpfProgInfoById(progId).name === XDP_PROGRAM.prog.slice(0, 15);
-  } catch {
-    return false;
-  }
 }

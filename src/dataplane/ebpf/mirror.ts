@@ -40,9 +40,15 @@ export class MapMirror {
 
   constructor(readonly mapDir: string) {}
 
-  /** Forget everything (e.g. after the pins were replaced). */
-  reset(): void {
-    this.mirrors.clear();
+  /** max_entries per map: fixed for the life of the pins this process loaded. */
+  private readonly capacity = new Map<MapName, number>();
+  private maxEntries(name: MapName): number {
+    let n = this.capacity.get(name);
+    if (n === undefined) {
+      n = pinnedMapInfo(join(this.mapDir, name)).maxEntries;
+      this.capacity.set(name, n);
+    }
+    return n;
   }
 
   private async current(name: MapName): Promise<Map<string, string>> {
@@ -59,16 +65,12 @@ export class MapMirror {
     return m;
   }
 
-  /**
-   * Encode and diff. `prune: false` only adds/updates (for maps whose other
-   * entries the programs own, like counters). Throws E_MAP_FULL before
-   * anything is written when the desired set does not fit.
-   */
-  async prepare<N extends MapName>(name: N, desired: [MapTypes[N]['key'], MapTypes[N]['value']][], opts: { prune?: boolean } = {}): Promise<PreparedSync> {
+  /** Encode and diff. Throws E_MAP_FULL before anything is written when the desired set does not fit. */
+  async prepare<N extends MapName>(name: N, desired: [MapTypes[N]['key'], MapTypes[N]['value']][]): Promise<PreparedSync> {
     const c = codecsForMap(name);
     const want = new Map<string, string>();
     for (const [k, v] of desired) want.set(c.key.encode(k).toString('hex'), c.value.encode(v).toString('hex'));
-    const max = pinnedMapInfo(join(this.mapDir, name)).maxEntries;
+    const max = this.maxEntries(name);
     if (want.size > max) {
       throw new BpfnetError('E_MAP_FULL', `map ${name} holds at most ${max} entries but ${want.size} are needed: raise it with --map-size ${name}=N`, { map: name, maxEntries: max, needed: want.size });
     }
@@ -82,15 +84,13 @@ export class MapMirror {
       else counts.updated++;
       upsert.push([Buffer.from(k, 'hex'), Buffer.from(v, 'hex')]);
     }
+    // Array slots always exist: nothing to delete there.
     const remove: Buffer[] = [];
-    const next = new Map(want);
-    if (opts.prune === false) {
-      for (const [k, v] of cur) if (!want.has(k)) next.set(k, v);
-    } else if (maps[name].type !== BPF_MAP_TYPE_ARRAY) {
+    if (maps[name].type !== BPF_MAP_TYPE_ARRAY) {
       for (const k of cur.keys()) if (!want.has(k)) remove.push(Buffer.from(k, 'hex'));
       counts.removed = remove.length;
     }
-    return { name, upsert, remove, next, counts };
+    return { name, upsert, remove, next: want, counts };
   }
 
   async commit(p: PreparedSync): Promise<void> {
