@@ -27,12 +27,6 @@
 #include "lib/antispoof.h"
 #include "lib/icmp.h"
 
-static __always_inline int drop(struct __sk_buff *skb, __u32 metric)
-{
-	metric_inc(metric, skb->len);
-	return TC_ACT_SHOT;
-}
-
 SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
@@ -40,7 +34,7 @@ int from_container(struct __sk_buff *skb)
 	struct eth_view eth;
 	struct net_value *net;
 	struct pkt p = {};
-	int rc, r, hairpin;
+	int rc, hairpin;
 
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(struct ethhdr)) < 0)
 		return TC_ACT_OK;	/* shorter than Ethernet: the stack drops it */
@@ -108,8 +102,7 @@ int from_container(struct __sk_buff *skb)
 	/* 5. policy for untranslated traffic (TCP, UDP, ICMP, fragments) */
 	switch (policy_check(&p, net)) {
 	case POLICY_SAME_NET:
-		r = deliver_local(skb, p.daddr);
-		return r == FWD_NOT_LOCAL ? TC_ACT_OK : r;
+		return deliver_local(skb, p.daddr);
 	case POLICY_DROP_ISOLATION:
 		return drop(skb, METRIC_DROP_ISOLATION);
 	case POLICY_DROP_ICC:

@@ -16,13 +16,6 @@
 #include "lib/forward.h"
 #include "lib/xdp_nat.h"
 
-static __always_inline int deliver(struct __sk_buff *skb, ip4_be daddr)
-{
-	int ret = deliver_local(skb, daddr);
-
-	return ret == FWD_NOT_LOCAL ? TC_ACT_OK : ret;
-}
-
 /* Outside -> a container address, untranslated: allowed only where the
  * network says so. The gateway is a node address: always reachable. */
 static __always_inline int direct_denied(const struct pkt *p, int rc)
@@ -31,7 +24,7 @@ static __always_inline int direct_denied(const struct pkt *p, int rc)
 
 	if (!p->daddr)
 		return 0;
-	net = snat_net_of(p->daddr);
+	net = net_of(p->daddr);
 	if (!net || p->daddr == net->gateway)
 		return 0;
 	if (net->flags & NET_F_INTERNAL)
@@ -54,32 +47,27 @@ int from_uplink(struct __sk_buff *skb)
 		ret = rc == PARSE_ICMP_ERROR ? icmp_error_rsnat(skb, &p) : snat_rev(skb, &p);
 		if (ret == SNAT_DONE) {
 			metric_inc(rc == PARSE_ICMP_ERROR ? METRIC_ICMP_XLATE : METRIC_RSNAT, skb->len);
-			return deliver(skb, p.daddr);
+			return deliver_local(skb, p.daddr);
 		}
-		if (ret == SNAT_FAILED) {
-			metric_inc(METRIC_REWRITE_FAIL, skb->len);
-			return TC_ACT_SHOT;
-		}
+		if (ret == SNAT_FAILED)
+			return drop(skb, METRIC_REWRITE_FAIL);
 	}
 	if (rc == PARSE_ICMP_ERROR) {
 		ret = icmp_error_dnat(skb, &p);
 		if (ret == NAT_DONE) {
 			metric_inc(METRIC_ICMP_XLATE, skb->len);
-			return deliver(skb, p.daddr);
+			return deliver_local(skb, p.daddr);
 		}
-		if (ret == NAT_FAILED) {
-			metric_inc(METRIC_REWRITE_FAIL, skb->len);
-			return TC_ACT_SHOT;
-		}
+		if (ret == NAT_FAILED)
+			return drop(skb, METRIC_REWRITE_FAIL);
 	}
 	if (rc == PARSE_L4) {
 		switch (nat_dnat(skb, &p)) {
 		case NAT_DONE:
 			metric_inc(METRIC_DNAT, skb->len);
-			return deliver(skb, p.daddr);
+			return deliver_local(skb, p.daddr);
 		case NAT_FAILED:
-			metric_inc(METRIC_REWRITE_FAIL, skb->len);
-			return TC_ACT_SHOT;
+			return drop(skb, METRIC_REWRITE_FAIL);
 		case NAT_CLASH:
 			metric = METRIC_CT_CLASH;
 			break;
@@ -92,9 +80,8 @@ int from_uplink(struct __sk_buff *skb)
 		/* With --xdp, published ports were translated before this hook:
 		 * a flow the XDP program recorded is delivered, not refused. */
 		if (rc == PARSE_L4 && dnat_flow_known(&p))
-			return deliver(skb, p.daddr);
-		metric_inc(ret, skb->len);
-		return TC_ACT_SHOT;
+			return deliver_local(skb, p.daddr);
+		return drop(skb, ret);
 	}
 	if (rc == PARSE_FRAG)
 		metric = METRIC_SKIP_FRAG;
@@ -128,10 +115,8 @@ int to_uplink(struct __sk_buff *skb)
 	case PARSE_FRAG:
 		/* Internal stays internal; masquerade needs fragment tracking,
 		 * which bpfnet does not have yet: passed untouched. */
-		if (snat_other(&p) == SNAT_INTERNAL) {
-			metric_inc(METRIC_DROP_INTERNAL, skb->len);
-			return TC_ACT_SHOT;
-		}
+		if (snat_other(&p) == SNAT_INTERNAL)
+			return drop(skb, METRIC_DROP_INTERNAL);
 		metric_inc(METRIC_SKIP_FRAG, skb->len);
 		return TC_ACT_OK;
 	default:
@@ -143,17 +128,13 @@ int to_uplink(struct __sk_buff *skb)
 		metric_inc(done, skb->len);
 		return TC_ACT_OK;
 	case SNAT_FAILED:
-		metric_inc(METRIC_REWRITE_FAIL, skb->len);
-		return TC_ACT_SHOT;
+		return drop(skb, METRIC_REWRITE_FAIL);
 	case SNAT_NO_PORT:
-		metric_inc(METRIC_DROP_SNAT_NO_PORT, skb->len);
-		return TC_ACT_SHOT;
+		return drop(skb, METRIC_DROP_SNAT_NO_PORT);
 	case SNAT_NO_STATE:
-		metric_inc(METRIC_DROP_SNAT_STATE, skb->len);
-		return TC_ACT_SHOT;
+		return drop(skb, METRIC_DROP_SNAT_STATE);
 	case SNAT_INTERNAL:
-		metric_inc(METRIC_DROP_INTERNAL, skb->len);
-		return TC_ACT_SHOT;
+		return drop(skb, METRIC_DROP_INTERNAL);
 	default:
 		metric_inc(METRIC_PASS, skb->len);
 		return TC_ACT_OK;

@@ -16,21 +16,29 @@ static __always_inline __u64 l4_csum_flags(const struct pkt *p)
 	return p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 }
 
-/* Replace the IPv4 address at l3_off + addr_off (saddr or daddr). */
-static __always_inline int rewrite_addr(struct __sk_buff *skb, const struct pkt *p,
-					__u32 addr_off, ip4_be old, ip4_be new)
+/* Replace the IPv4 address at l3_off + addr_off (saddr or daddr) where no L4
+ * pseudo-header covers it: ICMP packets, or the IP header alone. */
+static __always_inline int rewrite_l3_addr(struct __sk_buff *skb, const struct pkt *p,
+					   __u32 addr_off, ip4_be old, ip4_be new)
 {
-	int ret;
+	int ret = bpf_l3_csum_replace(skb, p->l3_off + offsetof(struct iphdr, check),
+				      old, new, sizeof(new));
 
-	ret = bpf_l4_csum_replace(skb, p->l4_csum_off, old, new,
-				  BPF_F_PSEUDO_HDR | sizeof(new) | l4_csum_flags(p));
-	if (ret < 0)
-		return ret;
-	ret = bpf_l3_csum_replace(skb, p->l3_off + offsetof(struct iphdr, check),
-				  old, new, sizeof(new));
 	if (ret < 0)
 		return ret;
 	return bpf_skb_store_bytes(skb, p->l3_off + addr_off, &new, sizeof(new), 0);
+}
+
+/* The same for TCP/UDP: their checksum covers the address (pseudo-header). */
+static __always_inline int rewrite_addr(struct __sk_buff *skb, const struct pkt *p,
+					__u32 addr_off, ip4_be old, ip4_be new)
+{
+	int ret = bpf_l4_csum_replace(skb, p->l4_csum_off, old, new,
+				      BPF_F_PSEUDO_HDR | sizeof(new) | l4_csum_flags(p));
+
+	if (ret < 0)
+		return ret;
+	return rewrite_l3_addr(skb, p, addr_off, old, new);
 }
 
 /* Replace the L4 port at l4_off + port_off (source or dest; same offset in TCP and UDP). */
@@ -48,20 +56,7 @@ static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt 
 	return bpf_skb_store_bytes(skb, p->l4_off + port_off, &new, sizeof(new), 0);
 }
 
-/* Replace an IPv4 address covered by no L4 pseudo-header: ICMP packets, or
- * the IP header alone. */
-static __always_inline int rewrite_l3_addr(struct __sk_buff *skb, const struct pkt *p,
-					   __u32 addr_off, ip4_be old, ip4_be new)
-{
-	int ret = bpf_l3_csum_replace(skb, p->l3_off + offsetof(struct iphdr, check),
-				      old, new, sizeof(new));
-
-	if (ret < 0)
-		return ret;
-	return bpf_skb_store_bytes(skb, p->l3_off + addr_off, &new, sizeof(new), 0);
-}
-
-/* rewrite_addr for TCP/UDP, rewrite_l3_addr for ICMP (no pseudo-header). */
+/* Either of the above by protocol; nothing to do when the address stays. */
 static __always_inline int rewrite_addr_any(struct __sk_buff *skb, const struct pkt *p,
 					    __u32 addr_off, ip4_be old, ip4_be new)
 {

@@ -16,8 +16,6 @@
 #include "parse.h"
 #include "fib.h"
 
-#define FWD_NOT_LOCAL (-1)
-
 static __always_inline struct endpoint_info *endpoint_of(ip4_be addr)
 {
 	struct endpoint_key k = { .addr = addr };
@@ -76,15 +74,14 @@ static __always_inline int fwd_dec_ttl(struct __sk_buff *skb, const struct pkt *
 
 /*
  * Deliver to the container that owns daddr, as a switch would (no TTL change).
- * Returns a TC verdict, or FWD_NOT_LOCAL when daddr is not a local endpoint
- * (the caller lets the stack route it).
+ * When daddr is not a local endpoint the stack routes it (TC_ACT_OK).
  */
 static __always_inline int deliver_local(struct __sk_buff *skb, ip4_be daddr)
 {
 	struct endpoint_info *ep = endpoint_of(daddr);
 
 	if (!ep)
-		return FWD_NOT_LOCAL;
+		return TC_ACT_OK;
 	return redirect_to_endpoint(skb, ep);
 }
 

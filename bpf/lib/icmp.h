@@ -153,19 +153,28 @@ static __always_inline int icmp_rewrite_outer(struct __sk_buff *skb, struct pkt 
 }
 
 /*
- * Uplink ingress: an error about a masqueraded flow (quote node:natport ->
- * remote, reversed = its IN key) goes to the container. SNAT_DONE, SNAT_NONE
- * or SNAT_FAILED.
+ * Errors about masqueraded flows; the quote reversed is a bpfnet_snat key.
+ *   egress 0 (uplink ingress): quote node:natport -> remote, its IN key; it
+ *     goes to the container: quote container:port -> remote, outer
+ *     destination the container (when it was the quote's source, as every
+ *     sane sender addresses it).
+ *   egress 1 (uplink egress): an error from a container about a reply it got
+ *     (quote remote -> container:port, its OUT key) leaves as the node: quote
+ *     remote -> node:natport, outer source the node. Also fixes the quote of
+ *     errors the node itself sends about such replies.
+ * SNAT_DONE, SNAT_NONE or SNAT_FAILED.
  */
-static __always_inline int icmp_error_rsnat(struct __sk_buff *skb, struct pkt *p)
+static __always_inline int icmp_error_masq(struct __sk_buff *skb, struct pkt *p, const int egress)
 {
 	struct snat_key k = {
 		.saddr = p->in_daddr, .daddr = p->in_saddr,
 		.sport = p->in_dport, .dport = p->in_sport,
-		.proto = p->in_proto, .dir = SNAT_DIR_IN,
+		.proto = p->in_proto, .dir = egress ? SNAT_DIR_OUT : SNAT_DIR_IN,
 	};
+	/* Our side of the quote, before it is rewritten. */
+	ip4_be ours = egress ? p->in_daddr : p->in_saddr;
 	struct snat_value *v;
-	ip4_be node = p->in_saddr, addr;
+	ip4_be addr;
 	port_be port;
 
 	if (!p->in_l3_off)
@@ -175,12 +184,21 @@ static __always_inline int icmp_error_rsnat(struct __sk_buff *skb, struct pkt *p
 		return SNAT_NONE;
 	addr = v->addr;
 	port = v->port;
-	if (icmp_rewrite_inner(skb, p, ICMP_INNER_SRC, addr, port) < 0)
+	if (icmp_rewrite_inner(skb, p, egress ? ICMP_INNER_DST : ICMP_INNER_SRC, addr, port) < 0)
 		return SNAT_FAILED;
-	/* Addressed to the quote's source (us) by every sane sender. */
-	if (p->daddr == node && icmp_rewrite_outer(skb, p, 1, addr) < 0)
+	if ((egress ? p->saddr : p->daddr) == ours && icmp_rewrite_outer(skb, p, !egress, addr) < 0)
 		return SNAT_FAILED;
 	return SNAT_DONE;
+}
+
+static __always_inline int icmp_error_rsnat(struct __sk_buff *skb, struct pkt *p)
+{
+	return icmp_error_masq(skb, p, 0);
+}
+
+static __always_inline int icmp_error_snat(struct __sk_buff *skb, struct pkt *p)
+{
+	return icmp_error_masq(skb, p, 1);
 }
 
 /*
@@ -194,8 +212,6 @@ static __always_inline int icmp_error_rsnat(struct __sk_buff *skb, struct pkt *p
 static __always_inline int icmp_error_dnat(struct __sk_buff *skb, struct pkt *p)
 {
 	struct port_key fk = { .addr = p->in_saddr, .port = p->in_sport, .proto = p->in_proto };
-	struct addr_key a = { .addr = p->in_saddr };
-	struct nat_ct_key k = {};
 	struct nat_ct_value *ct;
 	struct port_value *be;
 	ip4_be node = p->in_saddr, addr;
@@ -203,24 +219,12 @@ static __always_inline int icmp_error_dnat(struct __sk_buff *skb, struct pkt *p)
 
 	if (!p->in_l3_off || !node || (p->in_proto != IPPROTO_TCP && p->in_proto != IPPROTO_UDP))
 		return NAT_NONE;
-	be = bpf_map_lookup_elem(&bpfnet_ports, &fk);
-	if (!be) {
-		/* Wildcard frontends serve the node's own addresses only. */
-		if (!bpf_map_lookup_elem(&bpfnet_addrs, &a))
-			return NAT_NONE;
-		fk.addr = 0;
-		be = bpf_map_lookup_elem(&bpfnet_ports, &fk);
-		if (!be)
-			return NAT_NONE;
-	}
+	be = frontend_find(&fk, 0);
+	if (!be)
+		return NAT_NONE;
 	addr = be->backend_addr;
 	port = be->backend_port;
-	k.saddr = addr;
-	k.daddr = p->in_daddr;
-	k.sport = port;
-	k.dport = p->in_dport;
-	k.proto = p->in_proto;
-	ct = bpf_map_lookup_elem(&bpfnet_nat_ct, &k);
+	ct = nat_ct_find(addr, p->in_daddr, port, p->in_dport, p->in_proto);
 	if (!ct || ct->orig_addr != node || ct->orig_port != p->in_sport)
 		return NAT_NONE;
 	if (icmp_rewrite_inner(skb, p, ICMP_INNER_SRC, addr, port) < 0)
@@ -228,37 +232,6 @@ static __always_inline int icmp_error_dnat(struct __sk_buff *skb, struct pkt *p)
 	if (p->daddr == node && icmp_rewrite_outer(skb, p, 1, addr) < 0)
 		return NAT_FAILED;
 	return NAT_DONE;
-}
-
-/*
- * Uplink egress: an error from a container about a reply it got through
- * masquerade (quote remote -> container:port, reversed = its OUT key) leaves
- * as the node: quote remote -> node:natport, outer source the node. Also
- * fixes the quote of errors the node itself sends about such replies.
- */
-static __always_inline int icmp_error_snat(struct __sk_buff *skb, struct pkt *p)
-{
-	struct snat_key k = {
-		.saddr = p->in_daddr, .daddr = p->in_saddr,
-		.sport = p->in_dport, .dport = p->in_sport,
-		.proto = p->in_proto, .dir = SNAT_DIR_OUT,
-	};
-	struct snat_value *v;
-	ip4_be container = p->in_daddr, addr;
-	port_be port;
-
-	if (!p->in_l3_off)
-		return SNAT_NONE;
-	v = bpf_map_lookup_elem(&bpfnet_snat, &k);
-	if (!v)
-		return SNAT_NONE;
-	addr = v->addr;
-	port = v->port;
-	if (icmp_rewrite_inner(skb, p, ICMP_INNER_DST, addr, port) < 0)
-		return SNAT_FAILED;
-	if (p->saddr == container && icmp_rewrite_outer(skb, p, 0, addr) < 0)
-		return SNAT_FAILED;
-	return SNAT_DONE;
 }
 
 /*
@@ -272,21 +245,15 @@ static __always_inline int icmp_error_snat(struct __sk_buff *skb, struct pkt *p)
  */
 static __always_inline int icmp_error_rnat(struct __sk_buff *skb, struct pkt *p)
 {
-	struct nat_ct_key k = {};
 	struct nat_ct_value *ct;
 	ip4_be container, gw, orig, client;
 	port_be orig_port;
 
 	if (!icmp_error_parsed(skb, p) || (p->in_proto != IPPROTO_TCP && p->in_proto != IPPROTO_UDP))
 		return NAT_NONE;
-	k.saddr = p->in_daddr;
-	k.daddr = p->in_saddr;
-	k.sport = p->in_dport;
-	k.dport = p->in_sport;
-	k.proto = p->in_proto;
 	container = p->in_daddr;
 	gw = p->in_saddr;
-	ct = bpf_map_lookup_elem(&bpfnet_nat_ct, &k);
+	ct = nat_ct_find(container, gw, p->in_dport, p->in_sport, p->in_proto);
 	if (!ct)
 		return NAT_NONE;
 	orig = ct->orig_addr;

@@ -26,6 +26,7 @@
 #include "parse.h"
 #include "csum.h"
 #include "stats.h"
+#include "frontend.h"
 
 enum nat_result {
 	NAT_NONE = 0,		/* nothing matched: pass untouched */
@@ -39,24 +40,12 @@ static __always_inline int nat_addr_is_loopback(ip4_be addr)
 	return (bpf_ntohl(addr) >> 24) == 127;
 }
 
-/* One of the node's own addresses (bpfnet_addrs). */
-static __always_inline int nat_addr_is_node(ip4_be addr)
-{
-	struct addr_key a = { .addr = addr };
-
-	return bpf_map_lookup_elem(&bpfnet_addrs, &a) != 0;
-}
-
 /*
- * The frontend p addresses, exact (host IP, proto, port) first, then the
- * wildcard 0.0.0.0, which applies only to node addresses: `local` says the
- * caller already knows daddr is one, else bpfnet_addrs is asked. *k is left
- * holding the key that matched (for the per-port counters).
+ * The frontend p addresses (frontend_find): `local` says the caller already
+ * knows daddr is a node address. *k is left holding the key that matched.
  */
 static __always_inline struct port_value *frontend_match(const struct pkt *p, struct port_key *k, int local)
 {
-	struct port_value *v;
-
 	/* 0.0.0.0 is never a real destination; it must not hit a wildcard key. */
 	if (!p->daddr || nat_addr_is_loopback(p->daddr))
 		return 0;
@@ -64,20 +53,18 @@ static __always_inline struct port_value *frontend_match(const struct pkt *p, st
 	k->port = p->dport;
 	k->proto = p->proto;
 	k->pad = 0;
-	v = bpf_map_lookup_elem(&bpfnet_ports, k);
-	if (v)
-		return v;
-	if (!local && !nat_addr_is_node(p->daddr))
-		return 0;
-	k->addr = 0;
-	return bpf_map_lookup_elem(&bpfnet_ports, k);
+	return frontend_find(k, local);
 }
 
-static __always_inline struct port_value *frontend_lookup(const struct pkt *p)
+/* The reverse NAT state of the reply tuple saddr:sport -> daddr:dport. */
+static __always_inline struct nat_ct_value *nat_ct_find(ip4_be saddr, ip4_be daddr, port_be sport,
+							 port_be dport, __u8 proto)
 {
-	struct port_key k = {};
+	struct nat_ct_key k = {
+		.saddr = saddr, .daddr = daddr, .sport = sport, .dport = dport, .proto = proto,
+	};
 
-	return frontend_match(p, &k, 0);
+	return bpf_map_lookup_elem(&bpfnet_nat_ct, &k);
 }
 
 /* A reply tuple still in use for another frontend is not taken over before
@@ -101,7 +88,8 @@ static __always_inline void nat_ct_key_of(struct nat_ct_key *k, const struct pkt
 	k->proto = p->proto;
 }
 
-/* A TCP segment that opens a connection: SYN without ACK. */
+/* A TCP segment that opens a connection: SYN without ACK. Loaded here, not
+ * kept by parse_ipv4_l4: only a new flow from a container asks. */
 static __always_inline int tcp_is_syn(struct __sk_buff *skb, const struct pkt *p)
 {
 	__u8 flags;
@@ -158,18 +146,23 @@ static __always_inline int nat_ct_record(const struct pkt *p, const struct port_
 	return nat_ct_claim(0, p, be, p->saddr, 0, 0) < 0 ? -1 : 0;
 }
 
-/* Rewrite destination (and, for hairpin, source) and keep p in step. */
-static __always_inline int nat_rewrite_dst(struct __sk_buff *skb, struct pkt *p,
-					   const struct port_value *be)
+/* The source (dst 0) or destination (dst 1) of a TCP/UDP packet becomes
+ * (addr, port); p follows. */
+static __always_inline int nat_rewrite(struct __sk_buff *skb, struct pkt *p, const int dst,
+				       ip4_be addr, port_be port)
 {
-	ip4_be addr = be->backend_addr;
-	port_be port = be->backend_port;
-
-	if (rewrite_addr(skb, p, offsetof(struct iphdr, daddr), p->daddr, addr) < 0 ||
-	    rewrite_port(skb, p, offsetof(struct tcphdr, dest), p->dport, port) < 0)
+	if (rewrite_addr(skb, p, dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr),
+			 dst ? p->daddr : p->saddr, addr) < 0 ||
+	    rewrite_port(skb, p, dst ? offsetof(struct tcphdr, dest) : offsetof(struct tcphdr, source),
+			 dst ? p->dport : p->sport, port) < 0)
 		return -1;
-	p->daddr = addr;
-	p->dport = port;
+	if (dst) {
+		p->daddr = addr;
+		p->dport = port;
+	} else {
+		p->saddr = addr;
+		p->sport = port;
+	}
 	return 0;
 }
 
@@ -181,9 +174,9 @@ static __always_inline int nat_dnat(struct __sk_buff *skb, struct pkt *p)
 
 	if (!be)
 		return NAT_NONE;
-	if (nat_ct_claim(skb, p, be, p->saddr, 0, 0) < 0)
+	if (nat_ct_record(p, be) < 0)
 		return NAT_CLASH;
-	if (nat_rewrite_dst(skb, p, be) < 0)
+	if (nat_rewrite(skb, p, 1, be->backend_addr, be->backend_port) < 0)
 		return NAT_FAILED;
 	port_stats_add(&k, skb->len);
 	return NAT_DONE;
@@ -220,7 +213,7 @@ static __always_inline int nat_dnat_local(struct __sk_buff *skb, struct pkt *p, 
 		return NAT_CLASH;
 	if (r == NAT_CT_NOT_NEW)
 		return NAT_NONE;
-	if (nat_rewrite_dst(skb, p, be) < 0)
+	if (nat_rewrite(skb, p, 1, be->backend_addr, be->backend_port) < 0)
 		return NAT_FAILED;
 	if (hp) {
 		if (rewrite_addr(skb, p, offsetof(struct iphdr, saddr), client, gateway) < 0)
@@ -237,28 +230,15 @@ static __always_inline int nat_dnat_local(struct __sk_buff *skb, struct pkt *p, 
  * its destination. */
 static __always_inline int nat_rnat(struct __sk_buff *skb, struct pkt *p)
 {
-	struct nat_ct_key k = {
-		.saddr = p->saddr,
-		.daddr = p->daddr,
-		.sport = p->sport,
-		.dport = p->dport,
-		.proto = p->proto,
-	};
-	struct nat_ct_value *ct = bpf_map_lookup_elem(&bpfnet_nat_ct, &k);
-	ip4_be orig_addr, client;
-	port_be orig_port;
+	struct nat_ct_value *ct = nat_ct_find(p->saddr, p->daddr, p->sport, p->dport, p->proto);
+	ip4_be client;
 
 	if (!ct)
 		return NAT_NONE;
 	ct->last_seen_ns = bpf_ktime_get_ns();
-	orig_addr = ct->orig_addr;
-	orig_port = ct->orig_port;
 	client = (ct->flags & NAT_CT_F_HAIRPIN) ? ct->client_addr : 0;
-	if (rewrite_addr(skb, p, offsetof(struct iphdr, saddr), p->saddr, orig_addr) < 0 ||
-	    rewrite_port(skb, p, offsetof(struct tcphdr, source), p->sport, orig_port) < 0)
+	if (nat_rewrite(skb, p, 0, ct->orig_addr, ct->orig_port) < 0)
 		return NAT_FAILED;
-	p->saddr = orig_addr;
-	p->sport = orig_port;
 	if (client) {
 		if (rewrite_addr(skb, p, offsetof(struct iphdr, daddr), p->daddr, client) < 0)
 			return NAT_FAILED;

@@ -30,11 +30,9 @@ struct pkt {
 	port_be sport;
 	port_be dport;
 	__u8    proto;
-	__u8    udp_csum_zero;	/* UDP sent without checksum: keep it that way */
-	/* Filled in by parse_ipv4_ext only. */
+	/* Filled in by parse_ipv4_ext only (parse_icmp: icmp_type too). */
 	__u8    tcp_flags;	/* TCP: the flags byte (FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10) */
-	__u8    icmp_type;	/* ICMP: type and code */
-	__u8    icmp_code;
+	__u8    icmp_type;
 	/* ICMP error: the embedded (offending) datagram; in_l3_off 0 = none. The
 	 * outer l4_csum_off is then the ICMP checksum. */
 	__u8    in_proto;
@@ -103,7 +101,6 @@ static __always_inline int parse_icmp(struct __sk_buff *skb, struct pkt *p, __u3
 	if (p->l4_off + ICMP_HLEN > end || bpf_skb_load_bytes(skb, p->l4_off, h, sizeof(h)) < 0)
 		return PARSE_MALFORMED;
 	p->icmp_type = h[0];
-	p->icmp_code = h[1];
 	p->l4_csum_off = p->l4_off + 2;
 	if (h[0] == ICMP_ECHO || h[0] == ICMP_ECHOREPLY) {
 		__builtin_memcpy(&p->sport, &h[4], 2);
@@ -115,8 +112,9 @@ static __always_inline int parse_icmp(struct __sk_buff *skb, struct pkt *p, __u3
 	return PARSE_OTHER;
 }
 
-/* want_icmp is a compile-time constant: parse_ipv4_l4 keeps its original
- * behaviour (ICMP = PARSE_OTHER), parse_ipv4_ext adds ICMP and TCP flags. */
+/* The one IPv4 parser. want_icmp is a compile-time constant: parse_ipv4_l4
+ * reports ICMP as PARSE_OTHER, parse_ipv4_ext parses it and the TCP flags too
+ * (not for every caller: each field filled in is a live value on every path). */
 static __always_inline int __parse_ipv4(struct __sk_buff *skb, struct pkt *p, const int want_icmp)
 {
 	struct ethhdr eth;
@@ -145,7 +143,6 @@ static __always_inline int __parse_ipv4(struct __sk_buff *skb, struct pkt *p, co
 		return PARSE_FRAG;
 
 	p->l4_off = p->l3_off + ihl_len;
-	p->udp_csum_zero = 0;
 
 	if (ip.protocol == IPPROTO_TCP) {
 		struct tcphdr th;
@@ -171,7 +168,6 @@ static __always_inline int __parse_ipv4(struct __sk_buff *skb, struct pkt *p, co
 		p->sport = uh.source;
 		p->dport = uh.dest;
 		p->l4_csum_off = p->l4_off + offsetof(struct udphdr, check);
-		p->udp_csum_zero = uh.check == 0;
 		return PARSE_L4;
 	}
 	if (want_icmp && ip.protocol == IPPROTO_ICMP)

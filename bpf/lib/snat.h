@@ -23,6 +23,8 @@
 #include "maps.h"
 #include "parse.h"
 #include "csum.h"
+#include "frontend.h"
+#include "policy.h"
 
 #ifndef EEXIST
 #define EEXIST 17
@@ -49,13 +51,6 @@ enum snat_result {
 	SNAT_NO_STATE,		/* state not storable (or no ports to key it by): drop */
 	SNAT_INTERNAL,		/* source in an internal network: drop */
 };
-
-static __always_inline struct net_value *snat_net_of(ip4_be addr)
-{
-	struct net_key k = { .prefixlen = 32, .addr = addr };
-
-	return bpf_map_lookup_elem(&bpfnet_nets, &k);
-}
 
 /* SNAT_ST_* bits a packet contributes (TCP only; REPLY is the caller's). */
 static __always_inline __u8 snat_tcp_bits(const struct pkt *p)
@@ -131,10 +126,8 @@ static __always_inline int snat_port_published(ip4_be addr, port_be port, __u8 p
 
 	if (proto == IPPROTO_ICMP)
 		return 0;
-	if (bpf_map_lookup_elem(&bpfnet_ports, &k))
-		return 1;
-	k.addr = 0;
-	return bpf_map_lookup_elem(&bpfnet_ports, &k) != 0;
+	/* addr is ours: the wildcard applies. */
+	return frontend_find(&k, 1) != 0;
 }
 
 static __always_inline void snat_in_key(struct snat_key *k, const struct pkt *p,
@@ -197,17 +190,24 @@ static __always_inline int snat_alloc(const struct pkt *p, ip4_be addr, __u8 sta
 	return -SNAT_NO_PORT;
 }
 
-/* Source becomes (addr, port); p follows the packet. */
-static __always_inline int snat_rewrite_src(struct __sk_buff *skb, struct pkt *p,
-					    ip4_be addr, port_be port)
+/* Source (dst 0) or destination (dst 1) becomes (addr, port); p follows the
+ * packet (ICMP echo: the identifier is both ports). */
+static __always_inline int snat_rewrite(struct __sk_buff *skb, struct pkt *p, const int dst,
+					ip4_be addr, port_be port)
 {
-	if (rewrite_addr_any(skb, p, offsetof(struct iphdr, saddr), p->saddr, addr) < 0 ||
-	    rewrite_port(skb, p, l4_port_off(p->proto, 0), p->sport, port) < 0)
+	if (rewrite_addr_any(skb, p, dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr),
+			     dst ? p->daddr : p->saddr, addr) < 0 ||
+	    rewrite_port(skb, p, l4_port_off(p->proto, dst), dst ? p->dport : p->sport, port) < 0)
 		return SNAT_FAILED;
-	p->saddr = addr;
-	p->sport = port;
-	if (p->proto == IPPROTO_ICMP)
+	if (dst) {
+		p->daddr = addr;
 		p->dport = port;
+	} else {
+		p->saddr = addr;
+		p->sport = port;
+	}
+	if (p->proto == IPPROTO_ICMP)
+		p->sport = p->dport = port;
 	return SNAT_DONE;
 }
 
@@ -248,10 +248,10 @@ static __always_inline int snat_v4(struct __sk_buff *skb, struct pkt *p)
 		.saddr = p->saddr, .daddr = p->daddr, .sport = p->sport, .dport = p->dport,
 		.proto = p->proto, .dir = SNAT_DIR_OUT,
 	};
-	struct net_value *net = snat_net_of(p->saddr), *dst;
+	struct net_value *net = net_of(p->saddr), *dst;
 	struct snat_value *v, ov = {};
-	__u64 now = bpf_ktime_get_ns();
 	__u8 bits = snat_tcp_bits(p);
+	__u64 now;
 	ip4_be addr;
 	port_be port;
 	int ret;
@@ -267,6 +267,7 @@ static __always_inline int snat_v4(struct __sk_buff *skb, struct pkt *p)
 		return SNAT_NONE;
 
 	/* Hot path: an existing flow. */
+	now = bpf_ktime_get_ns();
 	v = bpf_map_lookup_elem(&bpfnet_snat, &out);
 	if (v) {
 		addr = v->addr;
@@ -283,7 +284,7 @@ static __always_inline int snat_v4(struct __sk_buff *skb, struct pkt *p)
 		}
 		if (addr == p->saddr && port == p->sport)
 			return SNAT_NONE;	/* identity: see snat_pin_direct */
-		return snat_rewrite_src(skb, p, addr, port);
+		return snat_rewrite(skb, p, 0, addr, port);
 	}
 
 	/* A new flow. Where outside may reach containers directly, a TCP
@@ -293,7 +294,7 @@ static __always_inline int snat_v4(struct __sk_buff *skb, struct pkt *p)
 	 * port. */
 	if ((net->flags & NET_F_DIRECT) && p->proto == IPPROTO_TCP && !(bits & SNAT_ST_SYN))
 		return SNAT_NONE;
-	dst = snat_net_of(p->daddr);
+	dst = net_of(p->daddr);
 	if (dst && dst->net_id == net->net_id)
 		return SNAT_NONE;
 	addr = snat_addr_for(net, skb->ifindex);
@@ -320,7 +321,18 @@ static __always_inline int snat_v4(struct __sk_buff *skb, struct pkt *p)
 		addr = v->addr;
 		port = v->port;
 	}
-	return snat_rewrite_src(skb, p, addr, port);
+	return snat_rewrite(skb, p, 0, addr, port);
+}
+
+/* The IN entry of the flow p (a packet from outside) replies to, if any. */
+static __always_inline struct snat_value *snat_reply_entry(const struct pkt *p)
+{
+	struct snat_key k = {
+		.saddr = p->saddr, .daddr = p->daddr, .sport = p->sport, .dport = p->dport,
+		.proto = p->proto, .dir = SNAT_DIR_IN,
+	};
+
+	return bpf_map_lookup_elem(&bpfnet_snat, &k);
 }
 
 /*
@@ -330,10 +342,6 @@ static __always_inline int snat_v4(struct __sk_buff *skb, struct pkt *p)
  */
 static __always_inline int snat_rev(struct __sk_buff *skb, struct pkt *p)
 {
-	struct snat_key k = {
-		.saddr = p->saddr, .daddr = p->daddr, .sport = p->sport, .dport = p->dport,
-		.proto = p->proto, .dir = SNAT_DIR_IN,
-	};
 	struct snat_value *v, *o;
 	__u8 bits = snat_tcp_bits(p) | SNAT_ST_REPLY;
 	ip4_be addr;
@@ -342,7 +350,7 @@ static __always_inline int snat_rev(struct __sk_buff *skb, struct pkt *p)
 	/* An echo request from outside is not a reply, whatever its id. */
 	if (p->proto == IPPROTO_ICMP && p->icmp_type != ICMP_ECHOREPLY)
 		return SNAT_NONE;
-	v = bpf_map_lookup_elem(&bpfnet_snat, &k);
+	v = snat_reply_entry(p);
 	if (!v)
 		return SNAT_NONE;
 	addr = v->addr;
@@ -359,15 +367,7 @@ static __always_inline int snat_rev(struct __sk_buff *skb, struct pkt *p)
 			o->state |= bits & (SNAT_ST_REPLY | SNAT_ST_FIN | SNAT_ST_RST);
 	}
 	snat_touch(v, bits & ~SNAT_ST_SYN, bpf_ktime_get_ns());
-
-	if (rewrite_addr_any(skb, p, offsetof(struct iphdr, daddr), p->daddr, addr) < 0 ||
-	    rewrite_port(skb, p, l4_port_off(p->proto, 1), p->dport, port) < 0)
-		return SNAT_FAILED;
-	p->daddr = addr;
-	p->dport = port;
-	if (p->proto == IPPROTO_ICMP)
-		p->sport = port;
-	return SNAT_DONE;
+	return snat_rewrite(skb, p, 1, addr, port);
 }
 
 /*
@@ -412,7 +412,7 @@ static __always_inline int snat_other(const struct pkt *p)
 
 	if (!p->saddr)
 		return SNAT_NONE;
-	net = snat_net_of(p->saddr);
+	net = net_of(p->saddr);
 	if (!net)
 		return SNAT_NONE;
 	ret = snat_policy(p, net);

@@ -28,6 +28,7 @@
 
 #include "common.h"
 #include "maps.h"
+#include "frontend.h"
 
 /* Return values the kernel accepts from cgroup sock_addr programs. */
 #define SOCK_ALLOW 1
@@ -65,16 +66,8 @@ static __always_inline struct port_value *sock_frontend_lookup(ip4_be daddr, por
 		.port = dport,
 		.proto = proto,
 	};
-	struct addr_key a = { .addr = daddr };
-	struct port_value *v;
 
-	v = bpf_map_lookup_elem(&bpfnet_ports, &k);
-	if (v)
-		return v;
-	if (!ipv4_is_loopback(daddr) && !bpf_map_lookup_elem(&bpfnet_addrs, &a))
-		return 0;
-	k.addr = 0;
-	return bpf_map_lookup_elem(&bpfnet_ports, &k);
+	return frontend_find(&k, ipv4_is_loopback(daddr));
 }
 
 /* connect4 and sendmsg4: frontend -> backend, remembered per socket. */

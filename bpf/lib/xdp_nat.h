@@ -3,7 +3,7 @@
  * Published-port DNAT in XDP, on the uplink, before the skb exists.
  *
  * Same frontend semantics as the tc path (nat.h, reused read-only:
- * frontend_match and nat_ct_record take no context): exact (host IP, proto,
+ * frontend_match, nat_ct_record and snat_reply_entry take no context): exact (host IP, proto,
  * port) first, then the wildcard 0.0.0.0 only for node addresses
  * (bpfnet_addrs), never for 0.0.0.0 or 127.0.0.0/8 destinations. The same
  * bpfnet_nat_ct entry is recorded, so the container side's reverse NAT works
@@ -43,6 +43,7 @@
 #include "parse.h"
 #include "stats.h"
 #include "nat.h"
+#include "snat.h"
 
 enum xdp_nat_result {
 	XDP_NAT_NONE = 0,	/* nothing for XDP: pass to tc untouched */
@@ -81,6 +82,7 @@ static __always_inline __u16 xdp_csum_apply(__u16 check, __u32 delta)
  * The plain case only: Ethernet + 20-byte IPv4 header + complete TCP/UDP
  * header, consistent lengths, not a fragment. *l4 points at the TCP/UDP
  * header. Anything else returns a non-PARSE_L4 result; the caller passes it.
+ * Only p's tuple is filled in: checksums are patched through the pointers.
  */
 static __always_inline int xdp_parse(struct xdp_md *ctx, struct pkt *p,
 				     struct iphdr **iph, void **l4)
@@ -109,12 +111,9 @@ static __always_inline int xdp_parse(struct xdp_md *ctx, struct pkt *p,
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return PARSE_FRAG;
 
-	p->l3_off = sizeof(*eth);
-	p->l4_off = sizeof(*eth) + sizeof(*ip);
 	p->proto = ip->protocol;
 	p->saddr = ip->saddr;
 	p->daddr = ip->daddr;
-	p->udp_csum_zero = 0;
 
 	if (ip->protocol == IPPROTO_TCP) {
 		struct tcphdr *th = (void *)(ip + 1);
@@ -125,7 +124,6 @@ static __always_inline int xdp_parse(struct xdp_md *ctx, struct pkt *p,
 			return PARSE_MALFORMED;
 		p->sport = th->source;
 		p->dport = th->dest;
-		p->l4_csum_off = p->l4_off + offsetof(struct tcphdr, check);
 		*l4 = th;
 	} else if (ip->protocol == IPPROTO_UDP) {
 		struct udphdr *uh = (void *)(ip + 1);
@@ -134,26 +132,12 @@ static __always_inline int xdp_parse(struct xdp_md *ctx, struct pkt *p,
 			return PARSE_MALFORMED;
 		p->sport = uh->source;
 		p->dport = uh->dest;
-		p->l4_csum_off = p->l4_off + offsetof(struct udphdr, check);
-		p->udp_csum_zero = uh->check == 0;
 		*l4 = uh;
 	} else {
 		return PARSE_OTHER;
 	}
 	*iph = ip;
 	return PARSE_L4;
-}
-
-/* A reply to a masqueraded flow (bpfnet_snat, SNAT_DIR_IN): tc reverses those
- * before it looks at frontends, so XDP leaves them to tc. */
-static __always_inline int xdp_snat_reply(const struct pkt *p)
-{
-	struct snat_key k = {
-		.saddr = p->saddr, .daddr = p->daddr, .sport = p->sport, .dport = p->dport,
-		.proto = p->proto, .dir = SNAT_DIR_IN,
-	};
-
-	return bpf_map_lookup_elem(&bpfnet_snat, &k) != 0;
 }
 
 /* ---- DNAT ---------------------------------------------------------------- */
@@ -176,7 +160,9 @@ static __always_inline int xdp_nat_dnat(struct xdp_md *ctx)
 	be = frontend_match(&p, &k, 0);
 	if (!be)
 		return XDP_NAT_NONE;
-	if (xdp_snat_reply(&p))
+	/* A reply to a masqueraded flow: tc reverses those before it looks at
+	 * frontends, so XDP leaves them to tc. */
+	if (snat_reply_entry(&p))
 		return XDP_NAT_NONE;
 	addr = be->backend_addr;
 	port = be->backend_port;
@@ -229,36 +215,20 @@ static __always_inline int xdp_nat_dnat(struct xdp_md *ctx)
  */
 static __always_inline int dnat_flow_known(const struct pkt *p)
 {
-	struct nat_ct_key ck = {
-		.saddr = p->daddr,
-		.daddr = p->saddr,
-		.sport = p->dport,
-		.dport = p->sport,
-		.proto = p->proto,
-	};
 	struct nat_ct_value *ct;
 	struct port_key pk = {};
 	struct port_value *be;
 
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return 0;
-	ct = bpf_map_lookup_elem(&bpfnet_nat_ct, &ck);
+	ct = nat_ct_find(p->daddr, p->saddr, p->dport, p->sport, p->proto);
 	if (!ct || (ct->flags & NAT_CT_F_HAIRPIN))
 		return 0;
 	pk.addr = ct->orig_addr;
 	pk.port = ct->orig_port;
 	pk.proto = p->proto;
-	be = bpf_map_lookup_elem(&bpfnet_ports, &pk);
-	if (!be) {
-		/* A wildcard frontend matched through a node address. */
-		if (!nat_addr_is_node(ct->orig_addr))
-			return 0;
-		pk.addr = 0;
-		be = bpf_map_lookup_elem(&bpfnet_ports, &pk);
-		if (!be)
-			return 0;
-	}
-	return be->backend_addr == p->daddr && be->backend_port == p->dport;
+	be = frontend_find(&pk, 0);
+	return be && be->backend_addr == p->daddr && be->backend_port == p->dport;
 }
 
 #endif

@@ -3,10 +3,12 @@
  * Every expected packet is built independently with buildPacket, so a byte
  * for byte match also proves the incremental checksum updates.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import { testRun } from '../../src/loader/testrun.js';
-import type { NatCtKey, PortKey, PortValue } from '../../src/maps/generated/abi.js';
 import {
+  ctKey,
+  MetricTally,
+  portRow as port,
   readMetrics,
   TC_ACT_OK,
   bpfSuite,
@@ -17,15 +19,17 @@ import {
 import {
   buildFrame,
   buildPacket,
+  editFrame as edit,
   ETH_P_ARP,
   ETH_P_IPV6,
-  fixIpChecksum,
+  L3,
+  L4,
   TCP_ACK,
   TCP_PSH,
   type PacketSpec,
 } from '../harness/packet.js';
 import { ANY, BACKEND, NODE_IP, NODE_IP2, NODE_MAC, tcp, udp } from '../harness/addresses.js';
-import { NET_F_DIRECT, NET_F_INTERNAL, NET_F_NO_MASQ, pair, runSnatCase, SnatEnv, ST_REPLY, TC_ACT_REDIRECT, TC_ACT_SHOT as SHOT, type SnatCase } from './snatcase.js';
+import { NET_F_DIRECT, NET_F_INTERNAL, NET_F_NO_MASQ, pair, runSnatCase, snatSuite, ST_REPLY, TC_ACT_REDIRECT, TC_ACT_SHOT as SHOT, type SnatCase } from './snatcase.js';
 
 const CLIENT = '192.0.2.10';
 const CLIENT_MAC = '02:00:00:00:c1:10';
@@ -40,14 +44,6 @@ function pkt(o: Partial<PacketSpec> = {}): Buffer {
     tcpFlags: TCP_PSH | TCP_ACK, id: 0x4242, payload: Buffer.from('GET / HTTP/1.1\r\n\r\n!'), // odd length
     ...o,
   });
-}
-
-function port(addr: string, p: number, proto: number, backend: string, backendPort: number): [PortKey, PortValue] {
-  return [{ addr, port: p, proto }, { backend_addr: backend, backend_port: backendPort, flags: 0 }];
-}
-
-function ctKey(saddr: string, sport: number, daddr: string, dport: number, proto: number): NatCtKey {
-  return { saddr, daddr, sport, dport, proto };
 }
 
 /** Published ports most cases share. */
@@ -184,16 +180,6 @@ const dnatCases: BpfCase[] = [
     expectMetric: 'METRIC_DNAT',
   },
 ];
-
-/** Byte offsets in a plain (no options) frame. */
-const L3 = 14;
-const L4 = 14 + 20;
-
-function edit(buf: Buffer, f: (b: Buffer) => void, fixCsum = true): Buffer {
-  const b = Buffer.from(buf);
-  f(b);
-  return fixCsum ? fixIpChecksum(b) : b;
-}
 
 const passCases: BpfCase[] = [
   {
@@ -443,12 +429,8 @@ const passCases: BpfCase[] = [
 
 describe('from_uplink (published-port DNAT)', () => {
   const suite = bpfSuite(['uplink'], 'from_uplink');
-  let dnatCount = 0;
-
-  async function run(c: BpfCase, ctx: TestContext): Promise<void> {
-    const r = await runChecked(suite.env, c, ctx);
-    if (r && c.expectMetric === 'METRIC_DNAT') dnatCount++;
-  }
+  const tally = new MetricTally();
+  const run = (c: BpfCase, ctx: TestContext) => runChecked(suite.env, c, ctx, tally);
 
   describe('translates', () => {
     for (const c of dnatCases) it(c.description, (ctx) => run(c, ctx));
@@ -472,32 +454,27 @@ describe('from_uplink (published-port DNAT)', () => {
     expect(second?.orig_port).toBe(8080);
     expect(second!.last_seen_ns).toBeGreaterThanOrEqual(first!.last_seen_ns);
     expect(await ct.toArray()).toHaveLength(1);
-    dnatCount += 2;
+    tally.add('METRIC_DNAT', 2);
   });
 
   // A packet addressed to 0.0.0.0 itself used to match the wildcard entry in
-  // the exact lookup and skip the bpfnet_addrs check (fixed in frontend_lookup).
+  // the exact lookup and skip the bpfnet_addrs check (fixed in frontend_match).
   it('regression: a packet addressed to 0.0.0.0 does not match a wildcard frontend', async (ctx) => {
-    const before = (await readMetrics(suite.bpf.mapDir)).METRIC_DNAT.packets;
-    try {
-      await run({
-        description: 'destination 0.0.0.0',
-        setup: { ports: [port(ANY, 8080, tcp, BACKEND, 80)], addrs: [NODE_IP] },
-        input: pkt({ dst: ANY }),
-        expectVerdict: TC_ACT_OK,
-        expectOutput: 'unchanged',
-        expectMetric: 'METRIC_PASS',
-      }, ctx);
-    } finally {
-      // keep the DNAT count exact whichever way this goes
-      dnatCount += Number((await readMetrics(suite.bpf.mapDir)).METRIC_DNAT.packets - before);
-    }
+    // tracked, not run(): keeps the DNAT count exact whichever way this goes
+    await tally.track(suite.bpf.mapDir, () => runChecked(suite.env, {
+      description: 'destination 0.0.0.0',
+      setup: { ports: [port(ANY, 8080, tcp, BACKEND, 80)], addrs: [NODE_IP] },
+      input: pkt({ dst: ANY }),
+      expectVerdict: TC_ACT_OK,
+      expectOutput: 'unchanged',
+      expectMetric: 'METRIC_PASS',
+    }, ctx));
   });
 
   it('counts every DNATed packet in bpfnet_metrics[METRIC_DNAT]', async () => {
     const m = await readMetrics(suite.bpf.mapDir);
-    expect(dnatCount).toBeGreaterThan(10);
-    expect(m.METRIC_DNAT.packets).toBe(BigInt(dnatCount));
+    expect(tally.get('METRIC_DNAT')).toBeGreaterThan(10);
+    expect(m.METRIC_DNAT.packets).toBe(BigInt(tally.get('METRIC_DNAT')));
     expect(m.METRIC_REWRITE_FAIL.packets).toBe(0n);
     expect(m.METRIC_CT_INSERT_FAIL.packets).toBe(0n);
   });
@@ -584,19 +561,11 @@ const uplinkCases: (SnatCase & { expectCtLen?: number })[] = [
 ];
 
 describe('from_uplink: reverse SNAT first, then DNAT, then no direct access', () => {
-  const suite = bpfSuite(['uplink'], 'from_uplink');
-  let env: SnatEnv;
-  beforeAll(() => {
-    env = new SnatEnv(suite.bpf.mapDir, suite.bpf.netns);
-  });
-  afterEach(async () => {
-    await env?.clear();
-  });
-  afterAll(() => env?.close());
+  const suite = snatSuite();
 
   for (const c of uplinkCases) {
     it(c.description, async () => {
-      await runSnatCase(env, suite.env.prog, c);
+      await runSnatCase(suite.env, suite.progs.from_uplink!, c);
       if (c.expectCtLen !== undefined) expect(await suite.env.ct.toArray()).toHaveLength(c.expectCtLen);
     });
   }

@@ -16,6 +16,9 @@ import { TypedMap } from '../../src/maps/map.js';
 import type { EndpointInfo, NatCtKey, NatCtValue, NetKey, NetValue, PortKey, PortValue } from '../../src/maps/generated/abi.js';
 import {
   bpfSuite,
+  ctKey,
+  ctVal as ctValue,
+  portRow as port,
   isEinval,
   metricsDelta,
   readMetrics,
@@ -26,9 +29,11 @@ import {
 import {
   buildFrame,
   buildPacket,
+  editFrame as edit,
   ETH_P_ARP,
   ETH_P_IPV6,
-  fixIpChecksum,
+  L3,
+  L4,
   macToBuf,
   ipToBuf,
   TCP_ACK,
@@ -73,14 +78,8 @@ const OUTSIDE = '203.0.113.7';
 const CLIENT = '192.0.2.30'; // an external client (through the uplink)
 const GW_MAC = NODE_MAC; // the bridge's MAC: where a container sends routed traffic
 
-function port(addr: string, p: number, proto: number, backend: string, backendPort: number): [PortKey, PortValue] {
-  return [{ addr, port: p, proto }, { backend_addr: backend, backend_port: backendPort, flags: 0 }];
-}
-function ctKey(saddr: string, sport: number, daddr: string, dport: number, proto: number): NatCtKey {
-  return { saddr, daddr, sport, dport, proto };
-}
 function ctVal(origAddr: string, origPort: number, flags = 0, client = '0.0.0.0'): NatCtValue {
-  return { orig_addr: origAddr, orig_port: origPort, flags, client_addr: client, last_seen_ns: 1n };
+  return ctValue(origAddr, origPort, { flags, client });
 }
 
 /** Published: C2:80 on every node address, C2:53/udp, D1:90 on NODE_IP only, C1:80 (hairpin) on 8081. */
@@ -121,14 +120,6 @@ function arp(o: { srcMac?: string; sha?: string; spa?: string; tpa?: string; ope
 
 function ipv6(srcMac: string): Buffer {
   return buildFrame({ srcMac, dstMac: '33:33:00:00:00:02', ethType: ETH_P_IPV6, body: Buffer.concat([Buffer.from('6000000000083aff', 'hex'), Buffer.alloc(32, 0xfe), Buffer.from('8500000000000000', 'hex')]) });
-}
-
-const L3 = 14;
-const L4 = 14 + 20;
-function edit(buf: Buffer, f: (b: Buffer) => void, fixCsum = true): Buffer {
-  const b = Buffer.from(buf);
-  f(b);
-  return fixCsum ? fixIpChecksum(b) : b;
 }
 
 // ---- cases -------------------------------------------------------------------

@@ -8,16 +8,12 @@
  * byte-for-byte match proves the quote's IP and L4 checksums and the ICMP
  * checksum were all carried correctly.
  */
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
-import { loadObject } from '../../src/loader/load.js';
-import { BPF_SRC_DIR } from '../../src/util/paths.js';
-import { withBpfRoot, type BpfRoot } from '../harness/bpfroot.js';
+import { describe, it } from 'vitest';
+import type { NatCtKey, NatCtValue } from '../../src/maps/generated/abi.js';
+import { ctKey, ctVal, portRow, type MetricName } from '../harness/bpfroot.js';
 import { buildPacket, ETH_HLEN, TCP_ACK, TCP_SYN, type PacketSpec } from '../harness/packet.js';
 import {
-  NET_F_INTERNAL, pair, runSnatCase, SnatEnv, ST_REPLY, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, type SnatCase, type SnatSetup,
+  NET_F_INTERNAL, pair, runSnatCase, snatSuite, ST_REPLY, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, type SnatCase, type SnatSetup,
 } from './snatcase.js';
 
 const tcp = 6;
@@ -36,6 +32,12 @@ const ROUTER_MAC = '02:00:00:00:0e:fe';
 
 const NET = { subnet: '198.19.0.0/24', id: 1, gateway: GW };
 const BASE: SnatSetup = { nets: [NET], uplinkAddr: NODE };
+const EP = { addr: C, ifindex: 42, mac: C_MAC, net_id: 1, flags: 0 };
+
+/** The verdict and metric of a translated error, of one passed untouched. */
+const XLATED = { expectVerdict: TC_ACT_OK, expectMetrics: { METRIC_ICMP_XLATE: 1 } };
+const untouched = (metric?: MetricName) =>
+  ({ expectVerdict: TC_ACT_OK, expectOutput: 'unchanged' as const, expectMetrics: metric ? { [metric]: 1 } : {} });
 
 /** The IP datagram of spec (no Ethernet), optionally cut to len bytes as a router quotes it. */
 function quote(spec: PacketSpec, len?: number): Buffer {
@@ -77,20 +79,20 @@ const udpDgram = (src: string, sport: number, o: Partial<PacketSpec> = {}): Pack
 const echo = (src: string, id: number): PacketSpec => ({ src, dst: REMOTE, proto: 'icmp', icmpType: 8, sport: id, dport: 5, payload: Buffer.from('ping'), ttl: 1 });
 
 const inward = (q: Buffer) => icmpErr({ src: ROUTER, dst: NODE }, q);
+const TCP_SETUP = { ...BASE, snat: TCP_FLOW };
 const inwardXlated = (q: Buffer, o: Partial<ErrSpec> = {}) => icmpErr({ src: ROUTER, dst: C, ...o }, q);
 
 const ingressCases: SnatCase[] = [
   {
     description: 'fragmentation needed, whole TCP segment quoted: quote, its IP and TCP checksums, ICMP checksum, destination',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(quote(tcpSeg(NODE, 62000))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: inwardXlated(quote(tcpSeg(C, 40000))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'delivered straight into a local container',
-    setup: { ...BASE, snat: TCP_FLOW, endpoints: [{ addr: C, ifindex: 42, mac: C_MAC, net_id: 1, flags: 0 }] },
+    setup: { ...BASE, snat: TCP_FLOW, endpoints: [EP] },
     input: inward(quote(tcpSeg(NODE, 62000))),
     expectVerdict: TC_ACT_REDIRECT,
     expectOutput: inwardXlated(quote(tcpSeg(C, 40000)), { dstMac: C_MAC }),
@@ -98,23 +100,21 @@ const ingressCases: SnatCase[] = [
   },
   {
     description: 'RFC 792 quote (IP header + 8 bytes): no TCP checksum to fix',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(quote(tcpSeg(NODE, 62000), 28)),
-    expectVerdict: TC_ACT_OK,
     expectOutput: inwardXlated(quote(tcpSeg(C, 40000), 28)),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'quote ending right after the TCP checksum (38 bytes): checksum fixed',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(quote(tcpSeg(NODE, 62000), 38)),
-    expectVerdict: TC_ACT_OK,
     expectOutput: inwardXlated(quote(tcpSeg(C, 40000), 38)),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'quote one byte short of the TCP checksum (37 bytes): left alone',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(quote(tcpSeg(NODE, 62000), 37)),
     expectVerdict: TC_ACT_OK,
     // The half-quoted checksum byte keeps its old value.
@@ -123,87 +123,72 @@ const ingressCases: SnatCase[] = [
   },
   {
     description: 'quoted datagram with IP options',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(quote(tcpSeg(NODE, 62000, { ipOptions: Buffer.from([1, 1, 1, 0]), payload: Buffer.from('x') }))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: inwardXlated(quote(tcpSeg(C, 40000, { ipOptions: Buffer.from([1, 1, 1, 0]), payload: Buffer.from('x') }))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'time exceeded for a UDP datagram',
     setup: { ...BASE, snat: UDP_FLOW },
     input: icmpErr({ src: ROUTER, dst: NODE, type: 11, code: 0, mtu: 0 }, quote(udpDgram(NODE, 61001))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: icmpErr({ src: ROUTER, dst: C, type: 11, code: 0, mtu: 0 }, quote(udpDgram(C, 40000))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'quoted UDP without checksum: stays zero',
     setup: { ...BASE, snat: UDP_FLOW },
     input: inward(quote(udpDgram(NODE, 61001, { udpChecksumZero: true }))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: inwardXlated(quote(udpDgram(C, 40000, { udpChecksumZero: true }))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'parameter problem for a UDP datagram',
     setup: { ...BASE, snat: UDP_FLOW },
     input: icmpErr({ src: REMOTE, dst: NODE, type: 12, code: 0, mtu: 0 }, quote(udpDgram(NODE, 61001))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: icmpErr({ src: REMOTE, dst: C, type: 12, code: 0, mtu: 0 }, quote(udpDgram(C, 40000))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'time exceeded for a ping (traceroute): the quoted echo id and its checksum',
     setup: { ...BASE, snat: PING_FLOW },
     input: icmpErr({ src: ROUTER, dst: NODE, type: 11, code: 0, mtu: 0 }, quote(echo(NODE, 63000))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: icmpErr({ src: ROUTER, dst: C, type: 11, code: 0, mtu: 0 }, quote(echo(C, 0x1234))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'no state for the quoted flow: untouched',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(quote(tcpSeg(NODE, 62001))),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: { METRIC_PASS: 1 },
+    ...untouched('METRIC_PASS'),
   },
   {
     description: 'quote of a non-first fragment (no ports): untouched',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(quote(tcpSeg(NODE, 62000, { fragOffset: 10 }))),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: { METRIC_PASS: 1 },
+    ...untouched('METRIC_PASS'),
   },
   {
     description: 'malformed: quote shorter than an IP header',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(quote(tcpSeg(NODE, 62000), 12)),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: { METRIC_SKIP_MALFORMED: 1 },
+    ...untouched('METRIC_SKIP_MALFORMED'),
   },
   {
     description: 'malformed: quote with 4 bytes of L4 header',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(quote(tcpSeg(NODE, 62000), 24)),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: { METRIC_SKIP_MALFORMED: 1 },
+    ...untouched('METRIC_SKIP_MALFORMED'),
   },
   {
     description: 'malformed: quote is not IPv4',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: inward(Buffer.concat([Buffer.from([0x60]), quote(tcpSeg(NODE, 62000)).subarray(1)])),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: { METRIC_SKIP_MALFORMED: 1 },
+    ...untouched('METRIC_SKIP_MALFORMED'),
   },
   {
     description: 'an error to a container address directly (gateway mode nat): dropped',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: icmpErr({ src: ROUTER, dst: C }, quote(tcpSeg(C, 40000))),
     expectVerdict: TC_ACT_SHOT,
     expectOutput: 'unchanged',
@@ -213,13 +198,12 @@ const ingressCases: SnatCase[] = [
 
 // ---- uplink ingress: errors about replies of published-port flows -------------
 
-const ct = (saddr: string, daddr: string, sport: number, dport: number, proto: number, orig: string, origPort: number, flags = 0, client = '0.0.0.0') =>
-  [{ saddr, daddr, sport, dport, proto }, { orig_addr: orig, orig_port: origPort, flags, client_addr: client, last_seen_ns: 5n }] as const;
-
+const ct = (saddr: string, daddr: string, sport: number, dport: number, proto: number, orig: string, origPort: number, flags = 0, client = '0.0.0.0'): [NatCtKey, NatCtValue] =>
+  [ctKey(saddr, sport, daddr, dport, proto), ctVal(orig, origPort, { flags, client, lastSeen: 5n })];
 
 /** CLIENT:40001 -> NODE:8080/tcp DNATed to C:80; the reply as it left: NODE:8080 -> CLIENT:40001. */
-const PUB_TCP = [{ addr: NODE, port: 8080, proto: tcp }, { backend_addr: C, backend_port: 80, flags: 0 }] as const;
-const PUB_ANY_UDP = [{ addr: '0.0.0.0', port: 5353, proto: udp }, { backend_addr: C, backend_port: 53, flags: 0 }] as const;
+const PUB_TCP = portRow(NODE, 8080, tcp, C, 80);
+const PUB_ANY_UDP = portRow('0.0.0.0', 5353, udp, C, 53);
 const pubReply = (proto: 'tcp' | 'udp', src: string, sport: number, len?: number): Buffer =>
   quote({ src, dst: CLIENT, proto, sport, dport: 40001, tcpFlags: TCP_ACK, payload: Buffer.alloc(1300, 0x62), id: 99 }, len);
 const pmtu = (dst: string, q: Buffer) => icmpErr({ src: ROUTER, dst, type: 3, code: 4, mtu: 1280 }, q);
@@ -227,15 +211,14 @@ const pmtu = (dst: string, q: Buffer) => icmpErr({ src: ROUTER, dst, type: 3, co
 const publishedCases: SnatCase[] = [
   {
     description: 'fragmentation needed about a reply of a published TCP port: to the container (path MTU discovery)',
-    setup: { ...BASE, ports: [PUB_TCP as never], ct: [ct(C, CLIENT, 80, 40001, tcp, NODE, 8080)] as never },
+    setup: { ...BASE, ports: [PUB_TCP], ct: [ct(C, CLIENT, 80, 40001, tcp, NODE, 8080)] },
     input: pmtu(NODE, pubReply('tcp', NODE, 8080, 576 - 28)),
-    expectVerdict: TC_ACT_OK,
     expectOutput: pmtu(C, pubReply('tcp', C, 80, 576 - 28)),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'through a wildcard UDP frontend, delivered into the local container',
-    setup: { ...BASE, ports: [PUB_ANY_UDP as never], addrs: [NODE], ct: [ct(C, CLIENT, 53, 40001, udp, NODE, 5353)] as never, endpoints: [{ addr: C, ifindex: 42, mac: C_MAC, net_id: 1, flags: 0 }] },
+    setup: { ...BASE, ports: [PUB_ANY_UDP], addrs: [NODE], ct: [ct(C, CLIENT, 53, 40001, udp, NODE, 5353)], endpoints: [EP] },
     input: pmtu(NODE, pubReply('udp', NODE, 5353, 28)),
     expectVerdict: TC_ACT_REDIRECT,
     expectOutput: icmpErr({ src: ROUTER, dst: C, type: 3, code: 4, mtu: 1280, dstMac: C_MAC }, pubReply('udp', C, 53, 28)),
@@ -243,27 +226,21 @@ const publishedCases: SnatCase[] = [
   },
   {
     description: 'wildcard frontend, but the quoted source is not a node address: untouched',
-    setup: { ...BASE, ports: [PUB_ANY_UDP as never], ct: [ct(C, CLIENT, 53, 40001, udp, NODE, 5353)] as never },
+    setup: { ...BASE, ports: [PUB_ANY_UDP], ct: [ct(C, CLIENT, 53, 40001, udp, NODE, 5353)] },
     input: pmtu(NODE, pubReply('udp', NODE, 5353, 28)),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: { METRIC_PASS: 1 },
+    ...untouched('METRIC_PASS'),
   },
   {
     description: 'no such flow in bpfnet_nat_ct (forged or expired): untouched',
-    setup: { ...BASE, ports: [PUB_TCP as never], ct: [ct(C, CLIENT, 80, 40002, tcp, NODE, 8080)] as never },
+    setup: { ...BASE, ports: [PUB_TCP], ct: [ct(C, CLIENT, 80, 40002, tcp, NODE, 8080)] },
     input: pmtu(NODE, pubReply('tcp', NODE, 8080, 28)),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: { METRIC_PASS: 1 },
+    ...untouched('METRIC_PASS'),
   },
   {
     description: 'the flow came in through another frontend: untouched',
-    setup: { ...BASE, ports: [PUB_TCP as never], ct: [ct(C, CLIENT, 80, 40001, tcp, NODE, 9090)] as never },
+    setup: { ...BASE, ports: [PUB_TCP], ct: [ct(C, CLIENT, 80, 40001, tcp, NODE, 9090)] },
     input: pmtu(NODE, pubReply('tcp', NODE, 8080, 28)),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: { METRIC_PASS: 1 },
+    ...untouched('METRIC_PASS'),
   },
 ];
 
@@ -278,33 +255,28 @@ const egressCases: SnatCase[] = [
     description: 'port unreachable from the container: quote destination and outer source become the node',
     setup: { ...BASE, snat: UDP_FLOW },
     input: fromC(C, quote(replyIn(C, 40000))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: fromC(NODE, quote(replyIn(NODE, 61001))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'an error the node itself sends about such a reply: only the quote changes',
     setup: { ...BASE, snat: UDP_FLOW },
     input: fromC(NODE, quote(replyIn(C, 40000))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: fromC(NODE, quote(replyIn(NODE, 61001))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'TCP: RFC 792 quote',
-    setup: { ...BASE, snat: TCP_FLOW },
+    setup: TCP_SETUP,
     input: fromC(C, quote({ src: REMOTE, dst: C, proto: 'tcp', sport: 443, dport: 40000, tcpFlags: TCP_SYN | TCP_ACK }, 28)),
-    expectVerdict: TC_ACT_OK,
     expectOutput: fromC(NODE, quote({ src: REMOTE, dst: NODE, proto: 'tcp', sport: 443, dport: 62000, tcpFlags: TCP_SYN | TCP_ACK }, 28)),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'no state for the quote: untouched',
     setup: { ...BASE, snat: UDP_FLOW },
     input: fromC(C, quote(replyIn(C, 40001))),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: { METRIC_PASS: 1 },
+    ...untouched('METRIC_PASS'),
   },
   {
     description: 'from an internal network: dropped',
@@ -358,96 +330,65 @@ const containerErr = (src: string, dst: string, q: Buffer) =>
 const rnatCases: SnatCase[] = [
   {
     description: 'port unreachable about a published UDP port: quote destination and outer source become node:hostport',
-    setup: { ct: [...CT] as never },
+    setup: { ct: [...CT] },
     input: containerErr(C, CLIENT, quote(dnated('udp', CLIENT, C, 53))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: containerErr(NODE, CLIENT, quote(dnated('udp', CLIENT, NODE, 5353))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'about a published TCP port, whole segment quoted (TCP checksum fixed)',
-    setup: { ct: [...CT] as never },
+    setup: { ct: [...CT] },
     input: containerErr(C, CLIENT, quote(dnated('tcp', CLIENT, C, 80))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: containerErr(NODE, CLIENT, quote(dnated('tcp', CLIENT, NODE, 8080))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'hairpin: the quote\'s source and the outer destination get the client container back',
-    setup: { ct: [ct(C, GW, 80, 40001, tcp, NODE, 8080, 1, C2)] as never },
+    setup: { ct: [ct(C, GW, 80, 40001, tcp, NODE, 8080, 1, C2)] },
     input: containerErr(C, GW, quote(dnated('tcp', GW, C, 80))),
-    expectVerdict: TC_ACT_OK,
     expectOutput: containerErr(NODE, C2, quote(dnated('tcp', C2, NODE, 8080))),
-    expectMetrics: { METRIC_ICMP_XLATE: 1 },
+    ...XLATED,
   },
   {
     description: 'no reverse-NAT state for the quote: untouched',
-    setup: { ct: [...CT] as never },
+    setup: { ct: [...CT] },
     input: containerErr(C, CLIENT, quote(dnated('udp', CLIENT, C, 54))),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: {},
+    ...untouched(),
   },
   {
     description: 'malformed: quote cut inside its IP header: untouched',
-    setup: { ct: [...CT] as never },
+    setup: { ct: [...CT] },
     input: containerErr(C, CLIENT, quote(dnated('udp', CLIENT, C, 53), 16)),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: {},
+    ...untouched(),
   },
   {
     description: 'ICMP fragment: untouched',
-    setup: { ct: [...CT] as never },
+    setup: { ct: [...CT] },
     input: buildPacket({ src: C, dst: CLIENT, proto: 'icmp', icmpType: 3, icmpCode: 3, payload: quote(dnated('udp', CLIENT, C, 53)), moreFragments: true }),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: {},
+    ...untouched(),
   },
   {
     description: 'quoted echo (no published ports for ICMP): untouched',
-    setup: { ct: [...CT] as never },
+    setup: { ct: [...CT] },
     input: containerErr(C, CLIENT, quote({ src: CLIENT, dst: C, proto: 'icmp', sport: 53, dport: 53 })),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: 'unchanged',
-    expectMetrics: {},
+    ...untouched(),
   },
 ];
 
 describe('ICMP errors about translated flows', () => {
-  let bpf: BpfRoot;
-  let env: SnatEnv;
-  let progs: Record<string, string>;
-  let srcDir: string;
-
-  beforeAll(async () => {
-    bpf = await withBpfRoot();
-    progs = (await loadObject('uplink', { root: bpf.root })).progs;
-    srcDir = await mkdtemp(join(tmpdir(), 'bpfnet-icmp-probe-'));
-    await symlink(join(BPF_SRC_DIR, 'lib'), join(srcDir, 'lib'));
-    await writeFile(join(srcDir, 'icmp_probe.c'), PROBE_C);
-    Object.assign(progs, (await loadObject('icmp_probe', { root: bpf.root, srcDir, cacheDir: join(srcDir, 'cache') })).progs);
-    env = new SnatEnv(bpf.mapDir, bpf.netns);
-  });
-  afterEach(async () => {
-    await env?.clear();
-  });
-  afterAll(async () => {
-    env?.close();
-    await bpf?.cleanup();
-    if (srcDir) await rm(srcDir, { recursive: true, force: true });
-  });
+  const suite = snatSuite([{ name: 'icmp_probe', source: PROBE_C }]);
+  const run = (prog: string, c: SnatCase) => runSnatCase(suite.env, suite.progs[prog]!, c);
 
   describe('from_uplink: errors about masqueraded flows go to the container', () => {
-    for (const c of ingressCases) it(c.description, () => runSnatCase(env, progs.from_uplink!, c));
+    for (const c of ingressCases) it(c.description, () => run('from_uplink', c));
   });
   describe('from_uplink: errors about published-port replies go to the container', () => {
-    for (const c of publishedCases) it(c.description, () => runSnatCase(env, progs.from_uplink!, c));
+    for (const c of publishedCases) it(c.description, () => run('from_uplink', c));
   });
   describe('to_uplink: a container\'s error about a masqueraded reply leaves as the node', () => {
-    for (const c of egressCases) it(c.description, () => runSnatCase(env, progs.to_uplink!, c));
+    for (const c of egressCases) it(c.description, () => run('to_uplink', c));
   });
   describe('icmp_error_rnat (container side, published ports)', () => {
-    for (const c of rnatCases) it(c.description, () => runSnatCase(env, progs.icmp_rnat_probe!, c));
+    for (const c of rnatCases) it(c.description, () => run('icmp_rnat_probe', c));
   });
 });

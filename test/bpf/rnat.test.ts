@@ -9,7 +9,11 @@ import { testRun } from '../../src/loader/testrun.js';
 import type { NatCtKey, NatCtValue, PortKey, PortValue } from '../../src/maps/generated/abi.js';
 import { TypedMap } from '../../src/maps/map.js';
 import {
+  ctKey,
+  ctVal,
   metricsDelta,
+  MetricTally,
+  portRow as port,
   readMetrics,
   TC_ACT_OK,
   bpfSuite,
@@ -19,9 +23,11 @@ import {
 import {
   buildFrame,
   buildPacket,
+  editFrame as edit,
   ETH_P_ARP,
   ETH_P_IPV6,
-  fixIpChecksum,
+  L3,
+  L4,
   TCP_ACK,
   TCP_PSH,
   TCP_SYN,
@@ -35,7 +41,6 @@ const CLIENT2 = '192.0.2.21';
 const CLIENT_MAC = '02:00:00:00:c1:20';
 const BACKEND_MAC = '02:00:00:00:b0:02';
 const VETH_MAC = '02:00:00:00:b0:01';
-
 
 /** A container -> client reply as it leaves the container; override anything. */
 function reply(o: Partial<PacketSpec> = {}): Buffer {
@@ -57,31 +62,14 @@ function request(o: Partial<PacketSpec> = {}): Buffer {
   });
 }
 
-function ctKey(saddr: string, sport: number, daddr: string, dport: number, proto: number): NatCtKey {
-  return { saddr, daddr, sport, dport, proto };
-}
-
 function ct(key: NatCtKey, origAddr: string, origPort: number): [NatCtKey, NatCtValue] {
-  return [key, { orig_addr: origAddr, orig_port: origPort, flags: 0, client_addr: '0.0.0.0', last_seen_ns: 1n }];
-}
-
-function port(addr: string, p: number, proto: number, backend: string, backendPort: number): [PortKey, PortValue] {
-  return [{ addr, port: p, proto }, { backend_addr: backend, backend_port: backendPort, flags: 0 }];
+  return [key, ctVal(origAddr, origPort)];
 }
 
 /** The flows most cases have state for. */
 const WEB_CT = ct(ctKey(BACKEND, 80, CLIENT, 40001, tcp), NODE_IP, 8080);
 const DNS_CT = ct(ctKey(BACKEND, 53, CLIENT, 33333, udp), NODE_IP, 5353);
 const FLOWS = { ct: [WEB_CT, DNS_CT] };
-
-const L3 = 14;
-const L4 = 14 + 20;
-
-function edit(buf: Buffer, f: (b: Buffer) => void, fixCsum = true): Buffer {
-  const b = Buffer.from(buf);
-  f(b);
-  return fixCsum ? fixIpChecksum(b) : b;
-}
 
 const rnatCases: BpfCase[] = [
   {
@@ -316,13 +304,8 @@ const passCases: BpfCase[] = [
 
 describe('from_container (reverse NAT)', () => {
   const suite = bpfSuite(['endpoint', 'uplink'], 'from_container');
-  let rnatCount = 0;
-  let dnatCount = 0;
-
-  async function run(c: BpfCase, ctx: TestContext): Promise<void> {
-    const r = await runChecked(suite.env, c, ctx);
-    if (r && c.expectMetric === 'METRIC_RNAT') rnatCount++;
-  }
+  const tally = new MetricTally();
+  const run = (c: BpfCase, ctx: TestContext) => runChecked(suite.env, c, ctx, tally);
 
   describe('translates replies', () => {
     for (const c of rnatCases) it(c.description, (ctx) => run(c, ctx));
@@ -371,14 +354,14 @@ describe('from_container (reverse NAT)', () => {
         const r1 = await testRun(suite.progs.from_uplink!, req, { netns: suite.bpf.netns });
         expect(r1.retval).toBe(TC_ACT_OK);
         expect(r1.output.toString('hex')).toBe(request({ ...f.req, dst: BACKEND, dport: f.backendPort }).toString('hex'));
-        dnatCount++;
+        tally.add('METRIC_DNAT');
 
         const rep = reply({ sport: f.backendPort, ...f.rep });
         const r2 = await testRun(suite.env.prog, rep, { netns: suite.bpf.netns });
         expect(r2.retval).toBe(TC_ACT_OK);
         expect(r2.output.toString('hex')).toBe(reply({ ...f.rep, src: frontend, sport: frontendPort }).toString('hex'));
         expect(verifyChecksums(r2.output)).toBe(true);
-        rnatCount++;
+        tally.add('METRIC_RNAT');
       });
     }
   });
@@ -388,8 +371,7 @@ describe('from_container (reverse NAT)', () => {
   // 5353:53/udp) reached from one client socket share a key: like conntrack,
   // the second (clashing) flow is refused while the first is live.
   it('regression: two frontends of one backend port, same client socket: the clashing flow is refused, the first keeps its frontend', async () => {
-    const before = await readMetrics(suite.bpf.mapDir);
-    try {
+    await tally.track(suite.bpf.mapDir, async () => {
       await suite.env.ports.setMany([port(NODE_IP, 53, udp, BACKEND, 53), port(NODE_IP, 5353, udp, BACKEND, 53)]);
       const q = { proto: 'udp' as const, sport: 33333 };
       expect((await testRun(suite.progs.from_uplink!, request({ ...q, dport: 53 }), { netns: suite.bpf.netns })).retval).toBe(TC_ACT_OK);
@@ -399,11 +381,7 @@ describe('from_container (reverse NAT)', () => {
       // first flow silently loses its translation. Conntrack refuses the clashing
       // second flow instead, so the first flow's replies keep source port 53.
       expect(r.output.toString('hex')).toBe(reply({ proto: 'udp', src: NODE_IP, sport: 53, dport: 33333 }).toString('hex'));
-    } finally {
-      const d = metricsDelta(before, await readMetrics(suite.bpf.mapDir));
-      dnatCount += d.METRIC_DNAT?.packets ?? 0;
-      rnatCount += d.METRIC_RNAT?.packets ?? 0;
-    }
+    });
   });
 
   // Hairpin: a container reached its own published port; the request's source
@@ -434,11 +412,11 @@ describe('from_container (reverse NAT)', () => {
       expect(verifyChecksums(r.output)).toBe(true);
       const d = metricsDelta(before, await readMetrics(suite.bpf.mapDir));
       expect(Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v!.packets]))).toEqual(moved);
-      rnatCount += d.METRIC_RNAT?.packets ?? 0;
+      tally.add('METRIC_RNAT', d.METRIC_RNAT?.packets ?? 0);
     }
 
     const hp = (key: NatCtKey, origAddr: string, origPort: number, client: string): [NatCtKey, NatCtValue] =>
-      [key, { orig_addr: origAddr, orig_port: origPort, flags: 0x1, client_addr: client, last_seen_ns: 1n }];
+      [key, ctVal(origAddr, origPort, { flags: 0x1, client })];
 
     it('hairpin TCP reply: source -> frontend, destination -> the container itself (no endpoint programmed: FIB, here the stack)', async () => {
       const key = ctKey(BACKEND, 80, GW, 40001, tcp);
@@ -463,7 +441,7 @@ describe('from_container (reverse NAT)', () => {
     });
 
     it('a flag-less entry with a client_addr set is not treated as hairpin', async () => {
-      await suite.env.ct.setMany([[ctKey(BACKEND, 80, CLIENT, 40001, tcp), { orig_addr: NODE_IP, orig_port: 8080, flags: 0, client_addr: '192.0.2.99', last_seen_ns: 1n }]]);
+      await suite.env.ct.setMany([[ctKey(BACKEND, 80, CLIENT, 40001, tcp), ctVal(NODE_IP, 8080, { client: '192.0.2.99' })]]);
       await expectRnat(reply(), TC_ACT_OK, reply({ src: NODE_IP, sport: 8080 }), { METRIC_RNAT: 1 });
     });
 
@@ -481,16 +459,16 @@ describe('from_container (reverse NAT)', () => {
       const r1 = await testRun(suite.env.prog, req, { netns: suite.bpf.netns });
       expect(r1.retval).toBe(TC_ACT_OK); // no endpoints programmed: translated, then the (empty) FIB
       expect(r1.output.toString('hex')).toBe(buildPacket({ srcMac: CLIENT_CTR_MAC, dstMac: NODE_MAC, src: CLIENT_CTR, dst: BACKEND, proto: 'tcp', sport: 40001, dport: 80, tcpFlags: TCP_SYN }).toString('hex'));
-      dnatCount += metricsDelta(before, await readMetrics(suite.bpf.mapDir)).METRIC_DNAT?.packets ?? 0;
+      tally.add('METRIC_DNAT', metricsDelta(before, await readMetrics(suite.bpf.mapDir)).METRIC_DNAT?.packets ?? 0);
       await expectRnat(reply({ dst: CLIENT_CTR }), TC_ACT_OK, reply({ src: NODE_IP, sport: 8080, dst: CLIENT_CTR }), { METRIC_RNAT: 1 });
     });
   });
 
   it('counts reverse-translated replies in bpfnet_metrics[METRIC_RNAT]', async () => {
     const m = await readMetrics(suite.bpf.mapDir);
-    expect(rnatCount).toBeGreaterThanOrEqual(rnatCases.length + 3);
-    expect(m.METRIC_RNAT.packets).toBe(BigInt(rnatCount));
-    expect(m.METRIC_DNAT.packets).toBe(BigInt(dnatCount));
+    expect(tally.get('METRIC_RNAT')).toBeGreaterThanOrEqual(rnatCases.length + 3);
+    expect(m.METRIC_RNAT.packets).toBe(BigInt(tally.get('METRIC_RNAT')));
+    expect(m.METRIC_DNAT.packets).toBe(BigInt(tally.get('METRIC_DNAT')));
     expect(m.METRIC_REWRITE_FAIL.packets).toBe(0n);
     // from_container counts nothing for what it passes
     expect(m.METRIC_PASS.packets + m.METRIC_SKIP_FRAG.packets + m.METRIC_SKIP_MALFORMED.packets).toBe(0n);

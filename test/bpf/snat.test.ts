@@ -4,13 +4,12 @@
  * back to the container). Expected packets are built from scratch, so a byte
  * for byte match also proves the incremental checksum updates.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { testRun } from '../../src/loader/testrun.js';
-import { loadObject } from '../../src/loader/load.js';
-import { withBpfRoot, type BpfRoot } from '../harness/bpfroot.js';
-import { buildFrame, buildPacket, ETH_P_ARP, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type PacketSpec } from '../harness/packet.js';
+import type { MetricName } from '../harness/bpfroot.js';
+import { buildFrame, buildPacket, ETH_P_ARP, L3, L4, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type PacketSpec } from '../harness/packet.js';
 import {
-  hashPort, inKey, NET_F_DIRECT, NET_F_INTERNAL, NET_F_NO_MASQ, outKey, pair, PROBES, runSnatCase, SnatEnv,
+  hashPort, inKey, NET_F_DIRECT, NET_F_INTERNAL, NET_F_NO_MASQ, outKey, pair, PROBES, runSnatCase, snatSuite,
   ST_FIN, ST_REPLY, ST_RST, ST_SYN, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, val, type SnatCase, type SnatRow, type SnatSetup,
 } from './snatcase.js';
 
@@ -53,6 +52,18 @@ const H_TCP = hashPort(C, REMOTE, 40000, 443, tcp);
 const H_UDP = hashPort(C, REMOTE, 40000, 53, udp);
 const H_ICMP = hashPort(C, REMOTE, 0x1234, 0x1234, icmp);
 
+/** A SYN from C:61500 (o changes it) that keeps its port, masqueraded to addr. */
+function synKept(description: string, setup: SnatSetup, addr = NODE, o: Partial<PacketSpec> = {}): SnatCase {
+  return {
+    description, setup,
+    input: out({ sport: 61500, ...o }),
+    expectVerdict: TC_ACT_OK,
+    expectOutput: out({ sport: 61500, ...o, src: addr }),
+    expectSnat: pair(C, 61500, REMOTE, 443, tcp, addr, 61500, ST_SYN),
+    expectMetrics: { METRIC_SNAT: 1 },
+  };
+}
+
 /** An unrelated flow holding node:port toward remote:rport. */
 function busy(port: number, rport = 443, proto = tcp, other = C2): SnatRow[] {
   return pair(other, 50000 + (port % 1000), REMOTE, rport, proto, NODE, port, ST_REPLY);
@@ -68,15 +79,7 @@ const snatCases: SnatCase[] = [
     expectSnat: pair(C, 40000, REMOTE, 443, tcp, NODE, H_TCP, ST_SYN),
     expectMetrics: { METRIC_SNAT: 1 },
   },
-  {
-    description: 'TCP SYN, source port inside the range and free: kept',
-    setup: BASE,
-    input: out({ sport: 61500 }),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: out({ src: NODE, sport: 61500 }),
-    expectSnat: pair(C, 61500, REMOTE, 443, tcp, NODE, 61500, ST_SYN),
-    expectMetrics: { METRIC_SNAT: 1 },
-  },
+  synKept('TCP SYN, source port inside the range and free: kept', BASE),
   {
     description: 'TCP mid-flow packet without state (evicted): state recreated, port kept when free',
     setup: BASE,
@@ -265,80 +268,54 @@ const snatCases: SnatCase[] = [
     expectSnat: [...Array.from({ length: PROBES - 1 }, (_, i) => busy(61000 + i)).flat(), ...pair(C, 61000, REMOTE, 443, tcp, NODE, 61000 + PROBES - 1, ST_SYN)],
     expectMetrics: { METRIC_SNAT: 1 },
   },
-  {
-    description: 'com.docker.network.host_ipv4: the network\'s SNAT address wins over the uplink\'s',
-    setup: withNet({ snat: HOST_IPV4 }),
-    input: out({ sport: 61500 }),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: out({ src: HOST_IPV4, sport: 61500 }),
-    expectSnat: pair(C, 61500, REMOTE, 443, tcp, HOST_IPV4, 61500, ST_SYN),
-    expectMetrics: { METRIC_SNAT: 1 },
-  },
-  {
-    description: 'host_ipv4 works without an uplink entry',
-    setup: { nets: [{ ...NET, snat: HOST_IPV4 }] },
-    input: out({ sport: 61500 }),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: out({ src: HOST_IPV4, sport: 61500 }),
-    expectSnat: pair(C, 61500, REMOTE, 443, tcp, HOST_IPV4, 61500, ST_SYN),
-    expectMetrics: { METRIC_SNAT: 1 },
-  },
-  {
-    description: 'TCP with IP options: translated, options kept',
-    setup: BASE,
-    input: out({ sport: 61500, ipOptions: Buffer.from([1, 1, 1, 0]) }),
-    expectVerdict: TC_ACT_OK,
-    expectOutput: out({ sport: 61500, ipOptions: Buffer.from([1, 1, 1, 0]), src: NODE }),
-    expectSnat: pair(C, 61500, REMOTE, 443, tcp, NODE, 61500, ST_SYN),
-    expectMetrics: { METRIC_SNAT: 1 },
-  },
+  synKept('com.docker.network.host_ipv4: the network\'s SNAT address wins over the uplink\'s', withNet({ snat: HOST_IPV4 }), HOST_IPV4),
+  synKept('host_ipv4 works without an uplink entry', { nets: [{ ...NET, snat: HOST_IPV4 }] }, HOST_IPV4),
+  synKept('TCP with IP options: translated, options kept', BASE, NODE, { ipOptions: Buffer.from([1, 1, 1, 0]) }),
 ];
 
+/** The verdict, output and metric of a packet passed (or dropped) untouched. */
+const passed = (metric: MetricName) => ({ expectVerdict: TC_ACT_OK, expectOutput: 'unchanged' as const, expectMetrics: { [metric]: 1 } });
+const dropped = (metric: MetricName) => ({ ...passed(metric), expectVerdict: TC_ACT_SHOT });
+
 const passCases: SnatCase[] = [
-  { description: 'enable_ip_masquerade=false: untouched', setup: withNet({ flags: NET_F_NO_MASQ }), input: out(), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
-  { description: 'source not in a bpfnet network (the node\'s own traffic)', setup: BASE, input: out({ src: NODE }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
-  { description: 'destination in the same network', setup: BASE, input: out({ dst: C2 }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
-  { description: 'no uplink entry and no host_ipv4: untouched', setup: { nets: [NET] }, input: out(), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
-  { description: 'ICMP echo reply from a container (answers a direct ping): untouched', setup: BASE, input: out({ proto: 'icmp', icmpType: 0, sport: 9, dport: 1 }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
-  { description: 'ICMP timestamp request from a container: untouched', setup: BASE, input: out({ proto: 'icmp', icmpType: 13, sport: 9, dport: 1 }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
+  { description: 'enable_ip_masquerade=false: untouched', setup: withNet({ flags: NET_F_NO_MASQ }), input: out(), ...passed('METRIC_PASS') },
+  { description: 'source not in a bpfnet network (the node\'s own traffic)', setup: BASE, input: out({ src: NODE }), ...passed('METRIC_PASS') },
+  { description: 'destination in the same network', setup: BASE, input: out({ dst: C2 }), ...passed('METRIC_PASS') },
+  { description: 'no uplink entry and no host_ipv4: untouched', setup: { nets: [NET] }, input: out(), ...passed('METRIC_PASS') },
+  { description: 'ICMP echo reply from a container (answers a direct ping): untouched', setup: BASE, input: out({ proto: 'icmp', icmpType: 0, sport: 9, dport: 1 }), ...passed('METRIC_PASS') },
+  { description: 'ICMP timestamp request from a container: untouched', setup: BASE, input: out({ proto: 'icmp', icmpType: 13, sport: 9, dport: 1 }), ...passed('METRIC_PASS') },
   {
     description: 'direct-access network (nat-unprotected): SYN-ACK without state answers an inbound connection: untouched',
-    setup: withNet({ flags: NET_F_DIRECT }), input: out({ tcpFlags: TCP_SYN | TCP_ACK }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 },
+    setup: withNet({ flags: NET_F_DIRECT }), input: out({ tcpFlags: TCP_SYN | TCP_ACK }), ...passed('METRIC_PASS'),
   },
-  {
-    description: 'direct-access network: an outbound SYN is masqueraded',
-    setup: withNet({ flags: NET_F_DIRECT }), input: out({ sport: 61500 }), expectVerdict: TC_ACT_OK,
-    expectOutput: out({ src: NODE, sport: 61500 }), expectSnat: pair(C, 61500, REMOTE, 443, tcp, NODE, 61500, ST_SYN), expectMetrics: { METRIC_SNAT: 1 },
-  },
+  synKept('direct-access network: an outbound SYN is masqueraded', withNet({ flags: NET_F_DIRECT })),
   {
     description: 'direct-access network: a UDP answer with an identity entry (inbound direct flow) keeps the container\'s address',
     setup: { ...withNet({ flags: NET_F_DIRECT }), snat: [[outKey(C, 53, REMOTE, 40001, udp), val(C, 53, ST_REPLY)]] },
     input: out({ proto: 'udp', sport: 53, dport: 40001 }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged',
     expectTouched: [outKey(C, 53, REMOTE, 40001, udp)], expectMetrics: { METRIC_PASS: 1 },
   },
-  { description: 'gateway address of an internal network as source: untouched', setup: withNet({ flags: NET_F_INTERNAL }), input: out({ src: GW }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
-  { description: 'non-first fragment from a container: untouched, counted', setup: BASE, input: out({ fragOffset: 100 }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_SKIP_FRAG: 1 } },
-  { description: 'first fragment from a container: untouched, counted', setup: BASE, input: out({ proto: 'udp', moreFragments: true }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_SKIP_FRAG: 1 } },
-  { description: 'ARP', setup: BASE, input: buildFrame({ ethType: ETH_P_ARP, body: Buffer.alloc(28, 1) }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
-  { description: 'GRE from the node: untouched', setup: BASE, input: out({ proto: 47, src: NODE }), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_PASS: 1 } },
+  { description: 'gateway address of an internal network as source: untouched', setup: withNet({ flags: NET_F_INTERNAL }), input: out({ src: GW }), ...passed('METRIC_PASS') },
+  { description: 'non-first fragment from a container: untouched, counted', setup: BASE, input: out({ fragOffset: 100 }), ...passed('METRIC_SKIP_FRAG') },
+  { description: 'first fragment from a container: untouched, counted', setup: BASE, input: out({ proto: 'udp', moreFragments: true }), ...passed('METRIC_SKIP_FRAG') },
+  { description: 'ARP', setup: BASE, input: buildFrame({ ethType: ETH_P_ARP, body: Buffer.alloc(28, 1) }), ...passed('METRIC_PASS') },
+  { description: 'GRE from the node: untouched', setup: BASE, input: out({ proto: 47, src: NODE }), ...passed('METRIC_PASS') },
 ];
 
-const L3 = 14;
-const L4 = 34;
 const dropCases: SnatCase[] = [
-  { description: 'internal network: nothing leaves', setup: withNet({ flags: NET_F_INTERNAL }), input: out(), expectVerdict: TC_ACT_SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_INTERNAL: 1 } },
-  { description: 'internal network: fragments neither', setup: withNet({ flags: NET_F_INTERNAL }), input: out({ fragOffset: 3 }), expectVerdict: TC_ACT_SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_INTERNAL: 1 } },
-  { description: 'internal network: other protocols neither', setup: withNet({ flags: NET_F_INTERNAL }), input: out({ proto: 47 }), expectVerdict: TC_ACT_SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_INTERNAL: 1 } },
-  { description: 'GRE (no ports) from a masqueraded container: dropped, counted', setup: BASE, input: out({ proto: 47 }), expectVerdict: TC_ACT_SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_SNAT_STATE: 1 } },
-  { description: 'SCTP from a masqueraded container: dropped, counted', setup: BASE, input: out({ proto: 132 }), expectVerdict: TC_ACT_SHOT, expectOutput: 'unchanged', expectMetrics: { METRIC_DROP_SNAT_STATE: 1 } },
+  { description: 'internal network: nothing leaves', setup: withNet({ flags: NET_F_INTERNAL }), input: out(), ...dropped('METRIC_DROP_INTERNAL') },
+  { description: 'internal network: fragments neither', setup: withNet({ flags: NET_F_INTERNAL }), input: out({ fragOffset: 3 }), ...dropped('METRIC_DROP_INTERNAL') },
+  { description: 'internal network: other protocols neither', setup: withNet({ flags: NET_F_INTERNAL }), input: out({ proto: 47 }), ...dropped('METRIC_DROP_INTERNAL') },
+  { description: 'GRE (no ports) from a masqueraded container: dropped, counted', setup: BASE, input: out({ proto: 47 }), ...dropped('METRIC_DROP_SNAT_STATE') },
+  { description: 'SCTP from a masqueraded container: dropped, counted', setup: BASE, input: out({ proto: 132 }), ...dropped('METRIC_DROP_SNAT_STATE') },
 ];
 
 const malformedCases: SnatCase[] = [
-  { description: 'malformed: TCP header truncated', setup: BASE, input: fixLen(out().subarray(0, L4 + 6)), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_SKIP_MALFORMED: 1 } },
-  { description: 'malformed: UDP header truncated', setup: BASE, input: fixLen(out({ proto: 'udp' }).subarray(0, L4 + 4)), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_SKIP_MALFORMED: 1 } },
-  { description: 'malformed: ICMP header truncated (4 bytes)', setup: BASE, input: fixLen(out({ proto: 'icmp' }).subarray(0, L4 + 4)), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_SKIP_MALFORMED: 1 } },
-  { description: 'malformed: tot_len beyond the frame', setup: BASE, input: setTotLen(out(), 400), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_SKIP_MALFORMED: 1 } },
-  { description: 'malformed: IPv4 header truncated', setup: BASE, input: out().subarray(0, L3 + 10), expectVerdict: TC_ACT_OK, expectOutput: 'unchanged', expectMetrics: { METRIC_SKIP_MALFORMED: 1 }, kernelMayReject: true },
+  { description: 'malformed: TCP header truncated', setup: BASE, input: fixLen(out().subarray(0, L4 + 6)), ...passed('METRIC_SKIP_MALFORMED') },
+  { description: 'malformed: UDP header truncated', setup: BASE, input: fixLen(out({ proto: 'udp' }).subarray(0, L4 + 4)), ...passed('METRIC_SKIP_MALFORMED') },
+  { description: 'malformed: ICMP header truncated (4 bytes)', setup: BASE, input: fixLen(out({ proto: 'icmp' }).subarray(0, L4 + 4)), ...passed('METRIC_SKIP_MALFORMED') },
+  { description: 'malformed: tot_len beyond the frame', setup: BASE, input: setTotLen(out(), 400), ...passed('METRIC_SKIP_MALFORMED') },
+  { description: 'malformed: IPv4 header truncated', setup: BASE, input: out().subarray(0, L3 + 10), ...passed('METRIC_SKIP_MALFORMED'), kernelMayReject: true },
 ];
 
 /** Truncate-consistent: tot_len = what is left after Ethernet; IP checksum fixed. */
@@ -431,25 +408,9 @@ const revCases: SnatCase[] = [
 ];
 
 describe('masquerade (to_uplink, from_uplink replies)', () => {
-  let bpf: BpfRoot;
-  let env: SnatEnv;
-  let progs: Record<string, string>;
-
-  beforeAll(async () => {
-    bpf = await withBpfRoot();
-    progs = (await loadObject('uplink', { root: bpf.root })).progs;
-    env = new SnatEnv(bpf.mapDir, bpf.netns);
-  });
-  afterEach(async () => {
-    await env?.clear();
-  });
-  afterAll(async () => {
-    env?.close();
-    await bpf?.cleanup();
-  });
-
-  const egress = (c: SnatCase) => runSnatCase(env, progs.to_uplink!, c);
-  const ingress = (c: SnatCase) => runSnatCase(env, progs.from_uplink!, c);
+  const suite = snatSuite();
+  const egress = (c: SnatCase) => runSnatCase(suite.env, suite.progs.to_uplink!, c);
+  const ingress = (c: SnatCase) => runSnatCase(suite.env, suite.progs.from_uplink!, c);
 
   describe('to_uplink translates', () => {
     for (const c of snatCases) it(c.description, () => egress(c));
@@ -468,31 +429,31 @@ describe('masquerade (to_uplink, from_uplink replies)', () => {
   });
 
   it('a flow out and its reply back round-trip to the original packet (TCP, UDP, ICMP)', async () => {
-    await env.apply(BASE);
+    await suite.env.apply(BASE);
     for (const proto of ['tcp', 'udp', 'icmp'] as const) {
       const rport = proto === 'udp' ? 53 : 443;
       const o = proto === 'icmp' ? out({ proto, sport: 0x4321, dport: 3 }) : out({ proto, dport: rport });
-      const r1 = await testRun(progs.to_uplink!, o, { netns: bpf.netns });
+      const r1 = await testRun(suite.progs.to_uplink!, o, { netns: suite.bpf.netns });
       expect(r1.retval).toBe(TC_ACT_OK);
       const port = r1.output.readUInt16BE(L4 + (proto === 'icmp' ? 4 : 0));
       expect(port).toBeGreaterThanOrEqual(61000);
       const reply = proto === 'icmp' ? back({ proto, icmpType: 0, sport: port, dport: 3 }) : back({ proto, sport: rport, dport: port });
       const want = proto === 'icmp' ? back({ proto, icmpType: 0, dst: C, sport: 0x4321, dport: 3 }) : back({ proto, dst: C, sport: rport, dport: 40000 });
-      const r2 = await testRun(progs.from_uplink!, reply, { netns: bpf.netns });
+      const r2 = await testRun(suite.progs.from_uplink!, reply, { netns: suite.bpf.netns });
       expect(r2.retval).toBe(TC_ACT_OK);
       expect(r2.output.toString('hex'), proto).toBe(want.toString('hex'));
     }
-    const rows = await env.snat.toArray();
+    const rows = await suite.env.snat.toArray();
     expect(rows).toHaveLength(6);
     expect(rows.filter(([k]) => k.dir === 1).every(([, v]) => (v.state & ST_REPLY) !== 0)).toBe(true);
   });
 
   it('two containers with the same source port toward the same remote get different ports', async () => {
-    await env.apply(BASE);
-    const a = await testRun(progs.to_uplink!, out({ sport: 61700 }), { netns: bpf.netns });
-    const b = await testRun(progs.to_uplink!, out({ src: C2, sport: 61700 }), { netns: bpf.netns });
+    await suite.env.apply(BASE);
+    const a = await testRun(suite.progs.to_uplink!, out({ sport: 61700 }), { netns: suite.bpf.netns });
+    const b = await testRun(suite.progs.to_uplink!, out({ src: C2, sport: 61700 }), { netns: suite.bpf.netns });
     expect(a.output.readUInt16BE(L4)).toBe(61700);
     expect(b.output.readUInt16BE(L4)).toBe(61701);
-    expect(await env.snat.toArray()).toHaveLength(4);
+    expect(await suite.env.snat.toArray()).toHaveLength(4);
   });
 });

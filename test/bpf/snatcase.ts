@@ -4,13 +4,14 @@
  * set up from the case and emptied afterwards, the whole of bpfnet_snat is
  * compared after the run, and every metric that moved is checked.
  */
-import { expect, type TestContext } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, type TestContext } from 'vitest';
+import { loadObject } from '../../src/loader/load.js';
 import { testRun, type TestRunResult } from '../../src/loader/testrun.js';
 import { TypedMap } from '../../src/maps/map.js';
 import type {
   ConfigValue, EndpointInfo, NatCtKey, NatCtValue, NetKey, NetValue, PortKey, PortValue, SnatKey, SnatValue,
 } from '../../src/maps/generated/abi.js';
-import { isEinval, metricsDelta, readMetrics, type MetricName } from '../harness/bpfroot.js';
+import { isEinval, loadProbe, metricsDelta, readMetrics, withBpfRoot, type BpfRoot, type MetricName } from '../harness/bpfroot.js';
 import { BpfnetError } from '../../src/util/errors.js';
 import { IPPROTO_ICMP, verifyChecksums } from '../harness/packet.js';
 
@@ -168,6 +169,43 @@ export class SnatEnv {
     for (const m of this.all) m.close();
     this.config.close();
   }
+}
+
+export interface SnatSuite {
+  bpf: BpfRoot;
+  env: SnatEnv;
+  /** Every loaded program's pin, by program name. */
+  progs: Record<string, string>;
+}
+
+/**
+ * Registers the hooks of a test file on the uplink programs: a private root
+ * with uplink.o (and any test-only probes, see loadProbe) loaded, a SnatEnv
+ * on its maps, emptied after each test, everything removed afterwards.
+ * Fields are set in beforeAll.
+ */
+export function snatSuite(probes: { name: string; source: string }[] = []): SnatSuite {
+  const suite = {} as SnatSuite;
+  const cleanups: (() => Promise<void>)[] = [];
+  beforeAll(async () => {
+    suite.bpf = await withBpfRoot();
+    suite.progs = { ...(await loadObject('uplink', { root: suite.bpf.root })).progs };
+    for (const p of probes) {
+      const probe = await loadProbe(suite.bpf.root, p.name, p.source);
+      cleanups.push(probe.cleanup);
+      Object.assign(suite.progs, probe.progs);
+    }
+    suite.env = new SnatEnv(suite.bpf.mapDir, suite.bpf.netns);
+  });
+  afterEach(async () => {
+    await suite.env?.clear();
+  });
+  afterAll(async () => {
+    suite.env?.close();
+    await suite.bpf?.cleanup();
+    for (const c of cleanups) await c();
+  });
+  return suite;
 }
 
 export const snatId = (k: SnatKey) =>

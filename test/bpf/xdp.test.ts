@@ -11,19 +11,19 @@
  * probe program compiled from a source written to a temporary directory
  * (XDP_PASS = known, XDP_DROP = not known).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadObject } from '../../src/loader/load.js';
 import { testRun } from '../../src/loader/testrun.js';
 import { TypedMap } from '../../src/maps/map.js';
-import type { NatCtKey, NatCtValue, PortKey, PortValue, SnatKey, SnatValue } from '../../src/maps/generated/abi.js';
-import { BPF_SRC_DIR } from '../../src/util/paths.js';
+import type { NatCtKey, NatCtValue, PortKey, SnatKey, SnatValue } from '../../src/maps/generated/abi.js';
 import {
   clearMaps,
+  ctKey,
+  ctVal as ctValue,
+  loadProbe,
   metricsDelta,
   openCaseMaps,
+  portRow as port,
   readMetrics,
   withBpfRoot,
   type BpfRoot,
@@ -33,9 +33,11 @@ import {
 import {
   buildFrame,
   buildPacket,
+  editFrame as edit,
   ETH_P_ARP,
   ETH_P_IPV6,
-  fixIpChecksum,
+  L3,
+  L4,
   TCP_ACK,
   TCP_PSH,
   verifyChecksums,
@@ -62,16 +64,8 @@ function pkt(o: Partial<PacketSpec> = {}): Buffer {
   });
 }
 
-function port(addr: string, p: number, proto: number, backend: string, backendPort: number): [PortKey, PortValue] {
-  return [{ addr, port: p, proto }, { backend_addr: backend, backend_port: backendPort, flags: 0 }];
-}
-
-function ctKey(saddr: string, sport: number, daddr: string, dport: number, proto: number): NatCtKey {
-  return { saddr, daddr, sport, dport, proto };
-}
-
 function ctVal(origAddr: string, origPort: number, lastSeen: bigint, flags = 0): NatCtValue {
-  return { orig_addr: origAddr, orig_port: origPort, flags, client_addr: '0.0.0.0', last_seen_ns: lastSeen };
+  return ctValue(origAddr, origPort, { lastSeen, flags });
 }
 
 /** CLOCK_MONOTONIC, as bpf_ktime_get_ns() reads it. */
@@ -107,15 +101,6 @@ function payloadForZeroUdpChecksum(): Buffer {
     if (out.readUInt16BE(14 + 20 + 6) === 0xffff) return payload;
   }
   throw new Error('no payload gives a computed UDP checksum of 0');
-}
-
-const L3 = 14;
-const L4 = 14 + 20;
-
-function edit(buf: Buffer, f: (b: Buffer) => void, fixCsum = true): Buffer {
-  const b = Buffer.from(buf);
-  f(b);
-  return fixCsum ? fixIpChecksum(b) : b;
 }
 
 const WEB_KEY: PortKey = WEB_TCP[0];
@@ -367,8 +352,8 @@ function passCases(): XdpCase[] {
 // ---- the probe for dnat_flow_known ------------------------------------------
 
 const PROBE_SRC = `// test probe: dnat_flow_known() of a plain TCP/UDP packet
-#include "${BPF_SRC_DIR}/lib/common.h"
-#include "${BPF_SRC_DIR}/lib/xdp_nat.h"
+#include "lib/common.h"
+#include "lib/xdp_nat.h"
 
 SEC("xdp")
 int xdp_flow_probe(struct xdp_md *ctx)
@@ -396,17 +381,14 @@ interface Env {
 
 describe('xdp_uplink: published-port DNAT in XDP', () => {
   let env: Env | undefined;
-  let probeDir: string | undefined;
+  let probeCleanup: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
     const bpf = await withBpfRoot();
     try {
       const obj = await loadObject('xdp_uplink', { root: bpf.root, progType: 'xdp' });
-      // The probe includes the headers by absolute path: compile it in its
-      // own directory with its own cache (the cache key would not see headers).
-      probeDir = await mkdtemp(join(tmpdir(), 'bpfnet-xdp-probe-'));
-      await writeFile(join(probeDir, 'xdp_flow_probe.c'), PROBE_SRC);
-      const probe = await loadObject('xdp_flow_probe', { root: bpf.root, progType: 'xdp', srcDir: probeDir, cacheDir: probeDir });
+      const probe = await loadProbe(bpf.root, 'xdp_flow_probe', PROBE_SRC, 'xdp');
+      probeCleanup = probe.cleanup;
       expect(probe.maps, 'probe shares the pinned maps').toEqual(obj.maps);
       env = {
         bpf,
@@ -436,7 +418,7 @@ describe('xdp_uplink: published-port DNAT in XDP', () => {
     env?.stats.close();
     env?.snat.close();
     await env?.bpf.cleanup();
-    if (probeDir) await rm(probeDir, { recursive: true, force: true });
+    await probeCleanup?.();
   });
 
   async function setup(s: XdpSetup | undefined): Promise<void> {

@@ -5,18 +5,19 @@
  * table-driven BPF_PROG_TEST_RUN cases.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, type TestContext } from 'vitest';
 import { ensureBpffs } from '../../src/loader/bpffs.js';
-import { loadObject, mapsDir, removeRoot } from '../../src/loader/load.js';
-import { verifyChecksums } from './packet.js';
-
-const TC_ACT_SHOT_VERDICT = 2;
+import { loadObject, mapsDir, removeRoot, type LoadedObject, type LoadOptions } from '../../src/loader/load.js';
 import { testRun, type TestRunResult } from '../../src/loader/testrun.js';
 import { readPerCpu, TypedMap } from '../../src/maps/map.js';
 import { MetricId, type NatCtKey, type NatCtValue, type PortKey, type PortValue } from '../../src/maps/generated/abi.js';
 import { BpfnetError, CommandError } from '../../src/util/errors.js';
+import { BPF_SRC_DIR } from '../../src/util/paths.js';
 import { Netns } from '../../src/lab/netns.js';
+import { verifyChecksums } from './packet.js';
 
 export const TEST_ROOT_PREFIX = 'bpfnet-test-';
 
@@ -49,6 +50,41 @@ export async function withBpfRoot(base = '/sys/fs/bpf'): Promise<BpfRoot> {
       await removeRoot(root);
     },
   };
+}
+
+/**
+ * Compile `source` (a test-only program that includes "lib/..." headers of
+ * bpf/) as `name` in a scratch directory and load it into root, sharing its
+ * maps. cleanup() removes the scratch directory.
+ */
+export async function loadProbe(root: string, name: string, source: string, progType?: LoadOptions['progType']): Promise<LoadedObject & { cleanup(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), `bpfnet-${name}-`));
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  try {
+    await symlink(join(BPF_SRC_DIR, 'lib'), join(dir, 'lib'));
+    await writeFile(join(dir, `${name}.c`), source);
+    const obj = await loadObject(name, { root, srcDir: dir, cacheDir: join(dir, 'cache'), ...(progType ? { progType } : {}) });
+    return { ...obj, cleanup };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+// ---- map rows --------------------------------------------------------------
+
+/** A published port: addr:p/proto -> backend:backendPort. */
+export function portRow(addr: string, p: number, proto: number, backend: string, backendPort: number): [PortKey, PortValue] {
+  return [{ addr, port: p, proto }, { backend_addr: backend, backend_port: backendPort, flags: 0 }];
+}
+
+/** A bpfnet_nat_ct key: the reply tuple saddr:sport -> daddr:dport. */
+export function ctKey(saddr: string, sport: number, daddr: string, dport: number, proto: number): NatCtKey {
+  return { saddr, daddr, sport, dport, proto };
+}
+
+export function ctVal(origAddr: string, origPort: number, o: { flags?: number; client?: string; lastSeen?: bigint } = {}): NatCtValue {
+  return { orig_addr: origAddr, orig_port: origPort, flags: o.flags ?? 0, client_addr: o.client ?? '0.0.0.0', last_seen_ns: o.lastSeen ?? 1n };
 }
 
 export type ClearableMap = 'bpfnet_ports' | 'bpfnet_addrs' | 'bpfnet_nat_ct';
@@ -85,6 +121,33 @@ export async function readMetrics(mapDir: string): Promise<Metrics> {
     if (name) out[name] = { packets: v.packets, bytes: v.bytes };
   }
   return out;
+}
+
+/**
+ * Running totals a suite expects bpfnet_metrics to hold, for a final check
+ * against the map: add() what a case asserts it counts, track() what a block
+ * measurably counted.
+ */
+export class MetricTally {
+  private readonly n = new Map<MetricName, number>();
+
+  add(name: MetricName, packets = 1): void {
+    this.n.set(name, this.get(name) + packets);
+  }
+
+  get(name: MetricName): number {
+    return this.n.get(name) ?? 0;
+  }
+
+  /** Runs f and adds whatever moved in mapDir's metrics meanwhile, whichever way f ends. */
+  async track<T>(mapDir: string, f: () => Promise<T>): Promise<T> {
+    const before = await readMetrics(mapDir);
+    try {
+      return await f();
+    } finally {
+      for (const [name, v] of Object.entries(metricsDelta(before, await readMetrics(mapDir)))) this.add(name as MetricName, v.packets);
+    }
+  }
 }
 
 /** after - before, leaving out metrics that did not change. */
@@ -244,10 +307,14 @@ export function bpfSuite(objects: string[], prog: string): BpfSuite {
   return suite;
 }
 
-/** runBpfCase plus what holds for every case: never dropped, valid checksums when rewritten. */
-export async function runChecked(env: CaseEnv, c: BpfCase, ctx: TestContext): Promise<TestRunResult | undefined> {
+/**
+ * runBpfCase plus what holds for every case: never dropped, valid checksums
+ * when rewritten. A run (not skipped) adds its expectMetric to tally.
+ */
+export async function runChecked(env: CaseEnv, c: BpfCase, ctx: TestContext, tally?: MetricTally): Promise<TestRunResult | undefined> {
   const r = await runBpfCase(env, c, ctx);
-  expect(r?.retval, 'never dropped').not.toBe(TC_ACT_SHOT_VERDICT);
+  expect(r?.retval, 'never dropped').not.toBe(TC_ACT_SHOT);
   if (r && c.expectOutput !== 'unchanged') expect(verifyChecksums(r.output), 'checksums').toBe(true);
+  if (r && c.expectMetric) tally?.add(c.expectMetric);
   return r;
 }

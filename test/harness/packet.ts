@@ -176,6 +176,17 @@ export function pseudoHeaderSum(src: Buffer, dst: Buffer, proto: number, l4Lengt
   return onesSum(src) + onesSum(dst) + proto + l4Length;
 }
 
+/** Byte offsets of the IPv4 header and (no options) of the L4 header in a frame. */
+export const L3 = ETH_HLEN;
+export const L4 = ETH_HLEN + IPV4_HLEN;
+
+/** A copy of frame buf with f applied, its IPv4 checksum recomputed unless fixCsum is false. */
+export function editFrame(buf: Buffer, f: (b: Buffer) => void, fixCsum = true): Buffer {
+  const b = Buffer.from(buf);
+  f(b);
+  return fixCsum ? fixIpChecksum(b) : b;
+}
+
 /** Recompute (in place) the IPv4 header checksum of an Ethernet frame; returns buf. */
 export function fixIpChecksum(buf: Buffer): Buffer {
   const ihl = (buf[ETH_HLEN]! & 0x0f) * 4;
