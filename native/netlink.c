@@ -122,27 +122,73 @@ static napi_value throw_type(napi_env env, const char *msg) {
   napi_value argv[(n) > 0 ? (n) : 1];                                      \
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
 
-/* Copies a string argument into buf; absent/undefined/null gives "" (returns 0). */
-static int get_opt_string(napi_env env, napi_value v, size_t argc, size_t i, char *buf, size_t size, int *present) {
-  *present = 0;
-  buf[0] = 0;
-  if (i >= argc) return 0;
+static int is_nullish(napi_env env, napi_value v) {
   napi_valuetype t;
   napi_typeof(env, v, &t);
-  if (t == napi_undefined || t == napi_null) return 0;
+  return t == napi_undefined || t == napi_null;
+}
+
+static int is_number(napi_env env, napi_value v) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  return t == napi_number;
+}
+
+/* Copies string argument i into buf; absent/undefined/null gives "" (returns 0, *present 0). */
+static int get_opt_string(napi_env env, const napi_value *argv, size_t argc, size_t i, char *buf, size_t size, int *present) {
+  *present = 0;
+  buf[0] = 0;
+  if (i >= argc || is_nullish(env, argv[i])) return 0;
+  napi_valuetype t;
+  napi_typeof(env, argv[i], &t);
   if (t != napi_string) return -1;
   size_t len;
-  if (napi_get_value_string_utf8(env, v, buf, size, &len) != napi_ok) return -1;
+  if (napi_get_value_string_utf8(env, argv[i], buf, size, &len) != napi_ok) return -1;
   if (len >= size - 1) return -1; /* truncated */
   *present = 1;
   return 0;
 }
 
+/* A string argument that must be there. */
+static int get_string(napi_env env, const napi_value *argv, size_t argc, size_t i, char *buf, size_t size) {
+  int present;
+  return get_opt_string(env, argv, argc, i, buf, size, &present) < 0 || !present ? -1 : 0;
+}
+
 static int get_fd(napi_env env, napi_value v, int *fd) {
-  napi_valuetype t;
-  napi_typeof(env, v, &t);
-  if (t != napi_number) return -1;
+  if (!is_number(env, v)) return -1;
   return napi_get_value_int32(env, v, fd) == napi_ok && *fd >= 0 ? 0 : -1;
+}
+
+static int get_u32(napi_env env, napi_value v, uint32_t *out) {
+  if (!is_number(env, v)) return -1;
+  return napi_get_value_uint32(env, v, out) == napi_ok ? 0 : -1;
+}
+
+/* ---------- results ---------- */
+
+static napi_value int32_value(napi_env env, int32_t v) {
+  napi_value out;
+  napi_create_int32(env, v, &out);
+  return out;
+}
+
+static void set_u32(napi_env env, napi_value obj, const char *key, uint32_t v) {
+  napi_value x;
+  napi_create_uint32(env, v, &x);
+  napi_set_named_property(env, obj, key, x);
+}
+
+static void set_u64(napi_env env, napi_value obj, const char *key, uint64_t v) {
+  napi_value x;
+  napi_create_bigint_uint64(env, v, &x);
+  napi_set_named_property(env, obj, key, x);
+}
+
+static void set_string(napi_env env, napi_value obj, const char *key, const char *v) {
+  napi_value x;
+  napi_create_string_utf8(env, v, NAPI_AUTO_LENGTH, &x);
+  napi_set_named_property(env, obj, key, x);
 }
 
 /* ---------- entering and leaving a netns (calling thread only) ---------- */
@@ -178,25 +224,37 @@ static void ns_leave(napi_env env, int orig) {
   close(orig);
 }
 
+/*
+ * socket() inside the netns at ns_path (NULL: this thread's own); the socket
+ * stays in that netns. The fd, or -1 with an exception pending.
+ */
+static int socket_in_netns(napi_env env, const char *ns_path, int domain, int type, int protocol) {
+  int orig = -1;
+  if (ns_path) {
+    const char *failed;
+    int r = ns_enter(ns_path, &orig, &failed);
+    if (r < 0) {
+      throw_errno(env, -r, failed, ns_path);
+      return -1;
+    }
+  }
+  int fd = socket(domain, type, protocol);
+  int e = errno;
+  if (ns_path) ns_leave(env, orig);
+  if (fd < 0) throw_errno(env, e, "socket", NULL);
+  return fd;
+}
+
 /* ---------- sockets ---------- */
 
 static napi_value socket_open(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   char path[MAX_PATH];
   int has_ns;
-  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &has_ns) < 0)
+  if (get_opt_string(env, argv, argc, 0, path, sizeof path, &has_ns) < 0)
     return throw_type(env, "socketOpen(nsPath?: string)");
-
-  int orig = -1;
-  if (has_ns) {
-    const char *failed;
-    int r = ns_enter(path, &orig, &failed);
-    if (r < 0) return throw_errno(env, -r, failed, path);
-  }
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  int e = errno;
-  if (has_ns) ns_leave(env, orig);
-  if (fd < 0) return throw_errno(env, e, "socket", NULL);
+  int fd = socket_in_netns(env, has_ns ? path : NULL, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return NULL;
 
   struct timeval tv = {.tv_sec = RECV_TIMEOUT_S, .tv_usec = 0};
   int one = 1, buf = SOCK_BUF;
@@ -211,13 +269,11 @@ static napi_value socket_open(napi_env env, napi_callback_info info) {
 
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    e = errno;
+    int e = errno;
     close(fd);
     return throw_errno(env, e, "bind", NULL);
   }
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
+  return int32_value(env, fd);
 }
 
 static napi_value socket_close(napi_env env, napi_callback_info info) {
@@ -362,8 +418,7 @@ static int make_dir_shared(const char *dir, const char **failed) {
 static napi_value netns_create(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   char path[MAX_PATH];
-  int present;
-  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present || path[0] != '/')
+  if (get_string(env, argv, argc, 0, path, sizeof path) < 0 || path[0] != '/')
     return throw_type(env, "netnsCreate(path: absolute path string)");
 
   char dir[MAX_PATH];
@@ -415,9 +470,7 @@ static napi_value netns_create(napi_env env, napi_callback_info info) {
 static napi_value netns_delete(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   char path[MAX_PATH];
-  int present;
-  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present)
-    return throw_type(env, "netnsDelete(path: string)");
+  if (get_string(env, argv, argc, 0, path, sizeof path) < 0) return throw_type(env, "netnsDelete(path: string)");
   /* EINVAL: not a mount point (a leftover file); ENOENT: already gone. */
   if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) return throw_errno(env, errno, "umount", path);
   if (unlink(path) < 0 && errno != ENOENT) return throw_errno(env, errno, "unlink", path);
@@ -428,8 +481,7 @@ static napi_value netns_delete(napi_env env, napi_callback_info info) {
 static napi_value netns_dir_remove(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   char dir[MAX_PATH];
-  int present;
-  if (get_opt_string(env, argv[0], argc, 0, dir, sizeof dir, &present) < 0 || !present || dir[0] != '/')
+  if (get_string(env, argv, argc, 0, dir, sizeof dir) < 0 || dir[0] != '/')
     return throw_type(env, "netnsDirRemove(dir: absolute path string)");
   shared_forget(dir);
   if (umount2(dir, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) return throw_errno(env, errno, "umount", dir);
@@ -443,10 +495,10 @@ static napi_value netns_dir_remove(napi_env env, napi_callback_info info) {
 static napi_value sysctl_io(napi_env env, napi_callback_info info, int write_mode) {
   GET_ARGS(3);
   char ns[MAX_PATH], rel[512], value[4096], path[600];
-  int has_ns, present, has_value = 0;
-  if (argc < 2 || get_opt_string(env, argv[0], argc, 0, ns, sizeof ns, &has_ns) < 0 ||
-      get_opt_string(env, argv[1], argc, 1, rel, sizeof rel, &present) < 0 || !present ||
-      (write_mode && (get_opt_string(env, argv[2], argc, 2, value, sizeof value, &has_value) < 0 || !has_value)))
+  int has_ns;
+  if (argc < 2 || get_opt_string(env, argv, argc, 0, ns, sizeof ns, &has_ns) < 0 ||
+      get_string(env, argv, argc, 1, rel, sizeof rel) < 0 ||
+      (write_mode && get_string(env, argv, argc, 2, value, sizeof value) < 0))
     return throw_type(env, write_mode ? "sysctlWrite(nsPath: string | null, relPath: string, value: string)"
                                       : "sysctlRead(nsPath: string | null, relPath: string)");
   snprintf(path, sizeof path, "/proc/sys/%s", rel);
@@ -489,20 +541,59 @@ static napi_value sysctl_read(napi_env env, napi_callback_info info) { return sy
 /* ---------- bpf objects (for tc attachment over rtnetlink) ---------- */
 
 /*
- * Only what attaching a pinned program needs: an fd for TCA_BPF_FD, and the
- * program's identity (id, name, tag) to report. bpf fds are always O_CLOEXEC.
+ * What attaching a pinned program needs (an fd for TCA_BPF_FD, and the
+ * program's identity to report) and cgroup links (below). bpf fds are always O_CLOEXEC.
  * BPF objects are not per-netns, so no setns is involved.
  */
 static long sys_bpf(int cmd, union bpf_attr *attr, unsigned int size) {
   return syscall(__NR_bpf, cmd, attr, size);
 }
 
+/* Throws Error("bpf(<name>) [path]: ...") for errno. */
+static napi_value throw_bpf(napi_env env, int err, const char *name, const char *path) {
+  char syscall_name[64];
+  snprintf(syscall_name, sizeof syscall_name, "bpf(%s)", name);
+  return throw_errno(env, err, syscall_name, path);
+}
+
+/* bpf(cmd, attr): the result (an fd, or 0), or -1 with an exception pending. */
+#define BPF_CMD(env, cmd, attr, path) bpf_call(env, cmd, #cmd, attr, path)
+static long bpf_call(napi_env env, int cmd, const char *name, union bpf_attr *attr, const char *path) {
+  long r = sys_bpf(cmd, attr, sizeof *attr);
+  if (r < 0) throw_bpf(env, errno, name, path);
+  return r;
+}
+
+/* BPF_OBJ_GET_INFO_BY_FD into info (a struct bpf_prog_info, bpf_link_info, ...): 0, or -1 with an exception pending. */
+static int bpf_obj_info(napi_env env, int fd, void *info, uint32_t len) {
+  memset(info, 0, len);
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.info.bpf_fd = (uint32_t)fd;
+  attr.info.info_len = len;
+  attr.info.info = (uint64_t)(uintptr_t)info;
+  return BPF_CMD(env, BPF_OBJ_GET_INFO_BY_FD, &attr, NULL) < 0 ? -1 : 0;
+}
+
+/*
+ * The same info command answers for programs, maps and links, each in its
+ * own struct: is fd an anonymous inode of this kind ("bpf-prog",
+ * "bpf_link"/"bpf-link", "bpf-map")? 1, 0 or -errno.
+ */
+static int fd_kind_is(int fd, const char *kind) {
+  char link[64], target[64], want[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t tn = readlink(link, target, sizeof target - 1);
+  if (tn < 0) return -errno;
+  target[tn] = 0;
+  snprintf(want, sizeof want, "anon_inode:%s", kind);
+  return strcmp(target, want) == 0;
+}
+
 static napi_value bpf_obj_get(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   char path[MAX_PATH];
-  int present;
-  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present)
-    return throw_type(env, "bpfObjGet(path: string)");
+  if (get_string(env, argv, argc, 0, path, sizeof path) < 0) return throw_type(env, "bpfObjGet(path: string)");
   union bpf_attr attr;
   memset(&attr, 0, sizeof attr);
   attr.pathname = (uint64_t)(uintptr_t)path;
@@ -510,49 +601,34 @@ static napi_value bpf_obj_get(napi_env env, napi_callback_info info) {
   do {
     fd = sys_bpf(BPF_OBJ_GET, &attr, sizeof attr);
   } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return throw_errno(env, errno, "bpf(BPF_OBJ_GET)", path);
-  napi_value out;
-  napi_create_int32(env, (int32_t)fd, &out);
-  return out;
+  if (fd < 0) return throw_bpf(env, errno, "BPF_OBJ_GET", path);
+  return int32_value(env, (int32_t)fd);
 }
 
 static napi_value bpf_prog_get_fd_by_id(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   uint32_t id = 0;
-  napi_valuetype t = napi_undefined;
-  if (argc >= 1) napi_typeof(env, argv[0], &t);
-  if (t != napi_number || napi_get_value_uint32(env, argv[0], &id) != napi_ok || id == 0)
-    return throw_type(env, "bpfProgGetFdById(id: positive number)");
+  if (argc < 1 || get_u32(env, argv[0], &id) < 0 || id == 0) return throw_type(env, "bpfProgGetFdById(id: positive number)");
   union bpf_attr attr;
   memset(&attr, 0, sizeof attr);
   attr.prog_id = id;
-  long fd = sys_bpf(BPF_PROG_GET_FD_BY_ID, &attr, sizeof attr);
-  if (fd < 0) return throw_errno(env, errno, "bpf(BPF_PROG_GET_FD_BY_ID)", NULL);
-  napi_value out;
-  napi_create_int32(env, (int32_t)fd, &out);
-  return out;
+  long fd = BPF_CMD(env, BPF_PROG_GET_FD_BY_ID, &attr, NULL);
+  return fd < 0 ? NULL : int32_value(env, (int32_t)fd);
 }
 
 static napi_value bpf_prog_info(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   int fd;
   if (argc < 1 || get_fd(env, argv[0], &fd) < 0) return throw_type(env, "bpfProgInfo(fd: number)");
-  /* The same command answers for maps and links, in another struct: make sure it is a program. */
-  char link[64], target[64];
-  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-  ssize_t tn = readlink(link, target, sizeof target - 1);
-  if (tn < 0) return throw_errno(env, errno, "readlink", link);
-  target[tn] = 0;
-  if (strcmp(target, "anon_inode:bpf-prog") != 0) return throw_errno(env, EINVAL, "bpf(BPF_OBJ_GET_INFO_BY_FD) (not a program)", NULL);
+  int k = fd_kind_is(fd, "bpf-prog");
+  if (k < 0) {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    return throw_errno(env, -k, "readlink", link);
+  }
+  if (!k) return throw_errno(env, EINVAL, "bpf(BPF_OBJ_GET_INFO_BY_FD) (not a program)", NULL);
   struct bpf_prog_info pi;
-  memset(&pi, 0, sizeof pi);
-  union bpf_attr attr;
-  memset(&attr, 0, sizeof attr);
-  attr.info.bpf_fd = (uint32_t)fd;
-  attr.info.info_len = sizeof pi;
-  attr.info.info = (uint64_t)(uintptr_t)&pi;
-  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr) < 0)
-    return throw_errno(env, errno, "bpf(BPF_OBJ_GET_INFO_BY_FD)", NULL);
+  if (bpf_obj_info(env, fd, &pi, sizeof pi) < 0) return NULL;
 
   char name[BPF_OBJ_NAME_LEN + 1];
   memcpy(name, pi.name, BPF_OBJ_NAME_LEN);
@@ -560,16 +636,12 @@ static napi_value bpf_prog_info(napi_env env, napi_callback_info info) {
   char tag[2 * BPF_TAG_SIZE + 1];
   for (int i = 0; i < BPF_TAG_SIZE; i++) snprintf(tag + 2 * i, 3, "%02x", pi.tag[i]);
 
-  napi_value out, v;
+  napi_value out;
   napi_create_object(env, &out);
-  napi_create_uint32(env, pi.id, &v);
-  napi_set_named_property(env, out, "id", v);
-  napi_create_uint32(env, pi.type, &v);
-  napi_set_named_property(env, out, "type", v);
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &v);
-  napi_set_named_property(env, out, "name", v);
-  napi_create_string_utf8(env, tag, NAPI_AUTO_LENGTH, &v);
-  napi_set_named_property(env, out, "tag", v);
+  set_u32(env, out, "id", pi.id);
+  set_u32(env, out, "type", pi.type);
+  set_string(env, out, "name", name);
+  set_string(env, out, "tag", tag);
   return out;
 }
 
@@ -591,30 +663,20 @@ static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
   GET_ARGS(4);
   static const char *usage = "listenInNetns(nsPath: string, type: 'udp' | 'tcp', addr: IPv4 string, port: number)";
   char path[MAX_PATH], type[8], addr[INET_ADDRSTRLEN + 1];
-  int present;
-  if (argc < 4 || get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present ||
-      get_opt_string(env, argv[1], argc, 1, type, sizeof type, &present) < 0 || !present ||
-      get_opt_string(env, argv[2], argc, 2, addr, sizeof addr, &present) < 0 || !present)
+  if (argc < 4 || get_string(env, argv, argc, 0, path, sizeof path) < 0 || get_string(env, argv, argc, 1, type, sizeof type) < 0 ||
+      get_string(env, argv, argc, 2, addr, sizeof addr) < 0)
     return throw_type(env, usage);
   int stype;
   if (strcmp(type, "udp") == 0) stype = SOCK_DGRAM;
   else if (strcmp(type, "tcp") == 0) stype = SOCK_STREAM;
   else return throw_type(env, usage);
-  napi_valuetype t;
-  napi_typeof(env, argv[3], &t);
   uint32_t port;
-  if (t != napi_number || napi_get_value_uint32(env, argv[3], &port) != napi_ok || port > 65535) return throw_type(env, usage);
+  if (get_u32(env, argv[3], &port) < 0 || port > 65535) return throw_type(env, usage);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) return throw_type(env, usage);
 
-  int orig;
-  const char *failed;
-  int r = ns_enter(path, &orig, &failed);
-  if (r < 0) return throw_errno(env, -r, failed, path);
-  int fd = socket(AF_INET, stype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int e = errno;
-  ns_leave(env, orig);
-  if (fd < 0) return throw_errno(env, e, "socket", NULL);
+  int fd = socket_in_netns(env, path, AF_INET, stype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return NULL;
 
   int one = 1;
   const char *op = NULL;
@@ -622,15 +684,13 @@ static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
   else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) op = "bind";
   else if (stype == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) < 0) op = "listen";
   if (op) {
-    e = errno;
+    int e = errno;
     close(fd);
     char where[MAX_PATH + 64];
     snprintf(where, sizeof where, "%s:%u in %s", addr, port, path);
     return throw_errno(env, e, op, where);
   }
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
+  return int32_value(env, fd);
 }
 
 /* ---------- netns cookie ---------- */
@@ -649,22 +709,14 @@ static napi_value netns_cookie(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   char path[MAX_PATH];
   int has_ns;
-  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &has_ns) < 0)
+  if (get_opt_string(env, argv, argc, 0, path, sizeof path, &has_ns) < 0)
     return throw_type(env, "netnsCookie(nsPath?: string)");
-  int orig = -1;
-  if (has_ns) {
-    const char *failed;
-    int r = ns_enter(path, &orig, &failed);
-    if (r < 0) return throw_errno(env, -r, failed, path);
-  }
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  int e = errno;
-  if (has_ns) ns_leave(env, orig);
-  if (fd < 0) return throw_errno(env, e, "socket", NULL);
+  int fd = socket_in_netns(env, has_ns ? path : NULL, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return NULL;
   uint64_t cookie = 0;
   socklen_t len = sizeof cookie;
   if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0) {
-    e = errno;
+    int e = errno;
     close(fd);
     return throw_errno(env, e, "getsockopt SO_NETNS_COOKIE", NULL);
   }
@@ -684,53 +736,27 @@ static napi_value netns_cookie(napi_env env, napi_callback_info info) {
  * with BPF_LINK_DETACH.
  */
 
-/* Is fd an anonymous inode of this kind ("bpf-prog", "bpf_link"/"bpf-link", "bpf-map")? 1, 0 or -errno. */
-static int fd_kind_is(int fd, const char *kind) {
-  char link[64], target[64], want[64];
-  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-  ssize_t tn = readlink(link, target, sizeof target - 1);
-  if (tn < 0) return -errno;
-  target[tn] = 0;
-  snprintf(want, sizeof want, "anon_inode:%s", kind);
-  return strcmp(target, want) == 0;
-}
-
-static int get_u32(napi_env env, napi_value v, uint32_t *out) {
-  napi_valuetype t;
-  napi_typeof(env, v, &t);
-  if (t != napi_number) return -1;
-  return napi_get_value_uint32(env, v, out) == napi_ok ? 0 : -1;
-}
-
 static napi_value open_dir(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   char path[MAX_PATH];
-  int present;
-  if (get_opt_string(env, argv[0], argc, 0, path, sizeof path, &present) < 0 || !present)
-    return throw_type(env, "openDir(path: string)");
+  if (get_string(env, argv, argc, 0, path, sizeof path) < 0) return throw_type(env, "openDir(path: string)");
   int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, errno, "open", path);
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
+  return int32_value(env, fd);
 }
 
 static napi_value bpf_obj_pin(napi_env env, napi_callback_info info) {
   GET_ARGS(2);
   int fd;
   char path[MAX_PATH];
-  int present;
-  if (argc < 2 || get_fd(env, argv[0], &fd) < 0 ||
-      get_opt_string(env, argv[1], argc, 1, path, sizeof path, &present) < 0 || !present)
+  if (argc < 2 || get_fd(env, argv[0], &fd) < 0 || get_string(env, argv, argc, 1, path, sizeof path) < 0)
     return throw_type(env, "bpfObjPin(fd: number, path: string)");
   union bpf_attr attr;
   memset(&attr, 0, sizeof attr);
   attr.pathname = (uint64_t)(uintptr_t)path;
   attr.bpf_fd = (uint32_t)fd;
-  if (sys_bpf(BPF_OBJ_PIN, &attr, sizeof attr) < 0) return throw_errno(env, errno, "bpf(BPF_OBJ_PIN)", path);
-  napi_value out;
-  napi_get_undefined(env, &out);
-  return out;
+  BPF_CMD(env, BPF_OBJ_PIN, &attr, path);
+  return NULL;
 }
 
 static napi_value bpf_link_create(napi_env env, napi_callback_info info) {
@@ -745,24 +771,16 @@ static napi_value bpf_link_create(napi_env env, napi_callback_info info) {
   attr.link_create.prog_fd = (uint32_t)prog_fd;
   attr.link_create.target_fd = (uint32_t)target_fd;
   attr.link_create.attach_type = attach_type;
-  long fd = sys_bpf(BPF_LINK_CREATE, &attr, sizeof attr);
-  if (fd < 0) return throw_errno(env, errno, "bpf(BPF_LINK_CREATE)", NULL);
-  napi_value out;
-  napi_create_int32(env, (int32_t)fd, &out);
-  return out;
+  long fd = BPF_CMD(env, BPF_LINK_CREATE, &attr, NULL);
+  return fd < 0 ? NULL : int32_value(env, (int32_t)fd);
 }
 
 static napi_value bpf_link_update(napi_env env, napi_callback_info info) {
   GET_ARGS(3);
+  static const char *usage = "bpfLinkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number)";
   int link_fd, prog_fd, old_fd = -1;
-  if (argc < 2 || get_fd(env, argv[0], &link_fd) < 0 || get_fd(env, argv[1], &prog_fd) < 0)
-    return throw_type(env, "bpfLinkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number)");
-  if (argc >= 3) {
-    napi_valuetype t;
-    napi_typeof(env, argv[2], &t);
-    if (t != napi_undefined && t != napi_null && get_fd(env, argv[2], &old_fd) < 0)
-      return throw_type(env, "bpfLinkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number)");
-  }
+  if (argc < 2 || get_fd(env, argv[0], &link_fd) < 0 || get_fd(env, argv[1], &prog_fd) < 0) return throw_type(env, usage);
+  if (argc >= 3 && !is_nullish(env, argv[2]) && get_fd(env, argv[2], &old_fd) < 0) return throw_type(env, usage);
   union bpf_attr attr;
   memset(&attr, 0, sizeof attr);
   attr.link_update.link_fd = (uint32_t)link_fd;
@@ -771,10 +789,8 @@ static napi_value bpf_link_update(napi_env env, napi_callback_info info) {
     attr.link_update.flags = BPF_F_REPLACE;
     attr.link_update.old_prog_fd = (uint32_t)old_fd;
   }
-  if (sys_bpf(BPF_LINK_UPDATE, &attr, sizeof attr) < 0) return throw_errno(env, errno, "bpf(BPF_LINK_UPDATE)", NULL);
-  napi_value out;
-  napi_get_undefined(env, &out);
-  return out;
+  BPF_CMD(env, BPF_LINK_UPDATE, &attr, NULL);
+  return NULL;
 }
 
 static napi_value bpf_link_detach(napi_env env, napi_callback_info info) {
@@ -784,10 +800,8 @@ static napi_value bpf_link_detach(napi_env env, napi_callback_info info) {
   union bpf_attr attr;
   memset(&attr, 0, sizeof attr);
   attr.link_detach.link_fd = (uint32_t)link_fd;
-  if (sys_bpf(BPF_LINK_DETACH, &attr, sizeof attr) < 0) return throw_errno(env, errno, "bpf(BPF_LINK_DETACH)", NULL);
-  napi_value out;
-  napi_get_undefined(env, &out);
-  return out;
+  BPF_CMD(env, BPF_LINK_DETACH, &attr, NULL);
+  return NULL;
 }
 
 #ifndef BPF_LINK_TYPE_CGROUP
@@ -804,56 +818,46 @@ static napi_value bpf_link_info(napi_env env, napi_callback_info info) {
   if (k < 0) return throw_errno(env, -k, "readlink", NULL);
   if (!k) return throw_errno(env, EINVAL, "bpf(BPF_OBJ_GET_INFO_BY_FD) (not a link)", NULL);
   struct bpf_link_info li;
-  memset(&li, 0, sizeof li);
-  union bpf_attr attr;
-  memset(&attr, 0, sizeof attr);
-  attr.info.bpf_fd = (uint32_t)fd;
-  attr.info.info_len = sizeof li;
-  attr.info.info = (uint64_t)(uintptr_t)&li;
-  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr) < 0)
-    return throw_errno(env, errno, "bpf(BPF_OBJ_GET_INFO_BY_FD)", NULL);
-  napi_value out, v;
+  if (bpf_obj_info(env, fd, &li, sizeof li) < 0) return NULL;
+  napi_value out;
   napi_create_object(env, &out);
-  napi_create_uint32(env, li.id, &v);
-  napi_set_named_property(env, out, "id", v);
-  napi_create_uint32(env, li.type, &v);
-  napi_set_named_property(env, out, "type", v);
-  napi_create_uint32(env, li.prog_id, &v);
-  napi_set_named_property(env, out, "progId", v);
+  set_u32(env, out, "id", li.id);
+  set_u32(env, out, "type", li.type);
+  set_u32(env, out, "progId", li.prog_id);
   if (li.type == BPF_LINK_TYPE_CGROUP) {
     /* cgroupId 0: the cgroup is gone (the link is defunct). */
-    napi_create_bigint_uint64(env, li.cgroup.cgroup_id, &v);
-    napi_set_named_property(env, out, "cgroupId", v);
-    napi_create_uint32(env, li.cgroup.attach_type, &v);
-    napi_set_named_property(env, out, "attachType", v);
+    set_u64(env, out, "cgroupId", li.cgroup.cgroup_id);
+    set_u32(env, out, "attachType", li.cgroup.attach_type);
   }
   return out;
 }
 
 /* ---------- module ---------- */
 
+#define EXPORT(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      {"socketOpen", NULL, socket_open, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"socketClose", NULL, socket_close, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"request", NULL, request, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"netnsCreate", NULL, netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"netnsDelete", NULL, netns_delete, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"netnsDirRemove", NULL, netns_dir_remove, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"sysctlWrite", NULL, sysctl_write, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"sysctlRead", NULL, sysctl_read, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"bpfObjGet", NULL, bpf_obj_get, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"bpfProgGetFdById", NULL, bpf_prog_get_fd_by_id, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"bpfProgInfo", NULL, bpf_prog_info, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"closeFd", NULL, socket_close, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"listenInNetns", NULL, listen_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"netnsCookie", NULL, netns_cookie, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"openDir", NULL, open_dir, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"bpfObjPin", NULL, bpf_obj_pin, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"bpfLinkCreate", NULL, bpf_link_create, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"bpfLinkUpdate", NULL, bpf_link_update, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"bpfLinkDetach", NULL, bpf_link_detach, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"bpfLinkInfo", NULL, bpf_link_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      EXPORT("socketOpen", socket_open),
+      EXPORT("socketClose", socket_close),
+      EXPORT("request", request),
+      EXPORT("netnsCreate", netns_create),
+      EXPORT("netnsDelete", netns_delete),
+      EXPORT("netnsDirRemove", netns_dir_remove),
+      EXPORT("sysctlWrite", sysctl_write),
+      EXPORT("sysctlRead", sysctl_read),
+      EXPORT("bpfObjGet", bpf_obj_get),
+      EXPORT("bpfProgGetFdById", bpf_prog_get_fd_by_id),
+      EXPORT("bpfProgInfo", bpf_prog_info),
+      EXPORT("closeFd", socket_close),
+      EXPORT("listenInNetns", listen_in_netns),
+      EXPORT("netnsCookie", netns_cookie),
+      EXPORT("openDir", open_dir),
+      EXPORT("bpfObjPin", bpf_obj_pin),
+      EXPORT("bpfLinkCreate", bpf_link_create),
+      EXPORT("bpfLinkUpdate", bpf_link_update),
+      EXPORT("bpfLinkDetach", bpf_link_detach),
+      EXPORT("bpfLinkInfo", bpf_link_info),
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

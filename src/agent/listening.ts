@@ -46,15 +46,10 @@ export interface BoundSocket {
 
 export const TCP_LISTEN = 0x0a;
 
-/** "0100007F" (host-order u32 as /proc prints it) -> bytes in network order. */
+/** "0100007F" (host-order u32s as /proc prints them; whole words of hex digits) -> bytes in network order. */
 function hexWords(hex: string, little: boolean): number[] {
-  const bytes: number[] = [];
-  for (let w = 0; w < hex.length; w += 8) {
-    const word = hex.slice(w, w + 8);
-    const b = [0, 2, 4, 6].map((i) => parseInt(word.slice(i, i + 2), 16));
-    bytes.push(...(little ? b.reverse() : b));
-  }
-  return bytes;
+  const b = Buffer.from(hex, 'hex');
+  return [...(little ? b.swap32() : b)];
 }
 
 function v4String(b: number[]): string {

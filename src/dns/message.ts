@@ -6,6 +6,7 @@
  */
 import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, Packet, Question } from 'dns-packet';
+import { normalizeName } from './registry.js';
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 export type Rcode = (typeof RCODE)[keyof typeof RCODE];
@@ -180,11 +181,27 @@ export function firstQuestion(buf: Buffer): Question | undefined {
 }
 
 export function sameQuestion(a: Question, b: Question): boolean {
-  return a.type === b.type && a.class === b.class && normalize(a.name) === normalize(b.name);
+  return a.type === b.type && a.class === b.class && normalizeName(a.name) === normalizeName(b.name);
 }
 
-function normalize(n: string): string {
-  return n.replace(/\.$/, '').toLowerCase();
+/** A message with DNS-over-TCP's 2-byte length prefix. */
+export function tcpFrame(msg: Buffer): Buffer {
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(msg.length);
+  return Buffer.concat([len, msg]);
+}
+
+/** The complete length-prefixed messages at the start of buf (views into it), and the bytes after them. */
+export function splitTcpFrames(buf: Buffer): { messages: Buffer[]; rest: Buffer } {
+  const messages: Buffer[] = [];
+  let rest = buf;
+  while (rest.length >= 2) {
+    const n = rest.readUInt16BE(0);
+    if (rest.length < 2 + n) break;
+    messages.push(rest.subarray(2, 2 + n));
+    rest = rest.subarray(2 + n);
+  }
+  return { messages, rest };
 }
 
 /** Fisher-Yates, in place; returns the array. */

@@ -206,40 +206,31 @@ class IptablesRedirect implements Redirect {
   constructor(private readonly warn?: RedirectOptions['warn']) {}
 
   async previousPort(t: Pick<RedirectTarget, 'nsPath' | 'addr'>): Promise<number | undefined> {
-    const saved = await run('iptables-save', ['-t', 'nat'], { netns: t.nsPath }).catch(() => undefined);
-    const m = saved?.stdout.match(new RegExp(`^-A ${IPT_OUTPUT_CHAIN} .*-p udp .*--to-destination ${t.addr.replace(/\./g, '\\.')}:(\\d+)$`, 'm'));
+    const saved = await natLines(t.nsPath).catch(() => undefined);
+    const m = saved?.join('\n').match(new RegExp(`^-A ${IPT_OUTPUT_CHAIN} .*-p udp .*--to-destination ${escapeDots(t.addr)}:(\\d+)$`, 'm'));
     return m ? Number(m[1]) : undefined;
   }
 
   async install(t: RedirectTarget): Promise<void> {
     const { jumps, rules } = dockerDnsRules(t.addr, t.port);
-    const saved = (await run('iptables-save', ['-t', 'nat'], { netns: t.nsPath })).stdout;
+    const have = await natLines(t.nsPath);
     const lines = ['*nat', `:${IPT_OUTPUT_CHAIN} - [0:0]`, `:${IPT_POSTROUTING_CHAIN} - [0:0]`, `-F ${IPT_OUTPUT_CHAIN}`, `-F ${IPT_POSTROUTING_CHAIN}`];
     // Jumps at the top of OUTPUT/POSTROUTING, once (a re-attach finds them there).
-    for (const [chain, ...spec] of jumps) {
-      if (!saved.split('\n').includes(`-A ${chain} ${spec.join(' ')}`)) lines.push(`-I ${chain} 1 ${spec.join(' ')}`);
-    }
-    lines.push(...rules, 'COMMIT', '');
-    await run('iptables-restore', ['--noflush'], { netns: t.nsPath, input: lines.join('\n') });
+    for (const [chain, ...spec] of jumps) if (!have.includes(`-A ${chain} ${spec.join(' ')}`)) lines.push(`-I ${chain} 1 ${spec.join(' ')}`);
+    lines.push(...rules);
+    await natRestore(t.nsPath, lines);
     await flushConntrack(t, this.warn);
   }
 
   async remove(t: RedirectTarget): Promise<void> {
-    let saved: string;
-    try {
-      saved = (await run('iptables-save', ['-t', 'nat'], { netns: t.nsPath })).stdout;
-    } catch (e) {
-      if (e instanceof CommandError && !(await nsExists(t.nsPath))) return;
-      throw e;
-    }
+    const have = await unlessNetnsGone(t.nsPath, () => natLines(t.nsPath));
+    if (!have) return;
     const { jumps } = dockerDnsRules(t.addr, t.port);
     const lines = ['*nat'];
-    const have = saved.split('\n');
     for (const [chain, ...spec] of jumps) if (have.includes(`-A ${chain} ${spec.join(' ')}`)) lines.push(`-D ${chain} ${spec.join(' ')}`);
-    for (const c of [IPT_OUTPUT_CHAIN, IPT_POSTROUTING_CHAIN]) if (have.includes(`:${c} - [0:0]`) || have.some((l) => l.startsWith(`:${c} `))) lines.push(`-F ${c}`, `-X ${c}`);
+    for (const c of [IPT_OUTPUT_CHAIN, IPT_POSTROUTING_CHAIN]) if (have.some((l) => l.startsWith(`:${c} `))) lines.push(`-F ${c}`, `-X ${c}`);
     if (lines.length === 1) return;
-    lines.push('COMMIT', '');
-    await run('iptables-restore', ['--noflush'], { netns: t.nsPath, input: lines.join('\n') });
+    await natRestore(t.nsPath, lines);
   }
 
   async prune(): Promise<number> {
@@ -268,13 +259,25 @@ export function nftDnsRuleset(addr: string, port: number): string {
   ].join('\n');
 }
 
+/** The netns's nat table, as iptables-save prints it, by line. */
+async function natLines(nsPath: string): Promise<string[]> {
+  return (await run('iptables-save', ['-t', 'nat'], { netns: nsPath })).stdout.split('\n');
+}
+
+/** Applies one nat transaction (lines after `*nat`, without COMMIT), leaving other rules alone. */
+async function natRestore(nsPath: string, lines: string[]): Promise<void> {
+  await run('iptables-restore', ['--noflush'], { netns: nsPath, input: [...lines, 'COMMIT', ''].join('\n') });
+}
+
+const escapeDots = (addr: string): string => addr.replace(/\./g, '\\.');
+
 class NftablesRedirect implements Redirect {
   readonly mode = 'nftables' as const;
   constructor(private readonly warn?: RedirectOptions['warn']) {}
 
   async previousPort(t: Pick<RedirectTarget, 'nsPath' | 'addr'>): Promise<number | undefined> {
     const listed = await run('nft', ['list', 'table', 'ip', NFT_TABLE], { netns: t.nsPath }).catch(() => undefined);
-    const m = listed?.stdout.match(new RegExp(`udp dport 53 dnat (?:ip )?to ${t.addr.replace(/\./g, '\\.')}:(\\d+)`));
+    const m = listed?.stdout.match(new RegExp(`udp dport 53 dnat (?:ip )?to ${escapeDots(t.addr)}:(\\d+)`));
     return m ? Number(m[1]) : undefined;
   }
 
@@ -286,12 +289,7 @@ class NftablesRedirect implements Redirect {
   }
 
   async remove(t: RedirectTarget): Promise<void> {
-    try {
-      await run('nft', ['-f', '-'], { netns: t.nsPath, input: `table ip ${NFT_TABLE} {}\ndelete table ip ${NFT_TABLE}\n` });
-    } catch (e) {
-      if (e instanceof CommandError && !(await nsExists(t.nsPath))) return;
-      throw e;
-    }
+    await unlessNetnsGone(t.nsPath, () => run('nft', ['-f', '-'], { netns: t.nsPath, input: `table ip ${NFT_TABLE} {}\ndelete table ip ${NFT_TABLE}\n` }));
   }
 
   async prune(): Promise<number> {
@@ -322,7 +320,17 @@ async function flushConntrack(t: RedirectTarget, warn?: RedirectOptions['warn'])
   }
 }
 
-async function nsExists(nsPath: string): Promise<boolean> {
+/** fn's result; undefined when a tool failed because the netns is gone (nothing left to undo there). */
+async function unlessNetnsGone<T>(nsPath: string, fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof CommandError && !nsExists(nsPath)) return undefined;
+    throw e;
+  }
+}
+
+function nsExists(nsPath: string): boolean {
   try {
     netnsCookie(nsPath);
     return true;

@@ -43,7 +43,7 @@ import { BpfnetError } from '../util/errors.js';
 import { INTERNAL_NAMESERVER } from '../model/sandboxfiles.js';
 import type { DnsRegistry } from './registry.js';
 import { normalizeName, reverseToIpv4 } from './registry.js';
-import { answerResponse, encodableName, encodeFitting, fitRaw, parseQuery, RCODE, rcodeResponse, shuffle, UDP_MIN_PAYLOAD, type ParsedQuery, type Rcode } from './message.js';
+import { answerResponse, encodableName, encodeFitting, fitRaw, parseQuery, RCODE, rcodeResponse, shuffle, splitTcpFrames, tcpFrame, UDP_MIN_PAYLOAD, type ParsedQuery, type Rcode } from './message.js';
 import { forward, MAX_UPSTREAMS, UPSTREAM_TIMEOUT_MS, type Upstream } from './upstream.js';
 import { createRedirect, type Redirect, type RedirectMode } from './redirect.js';
 import { netnsCookie } from '../netlink/index.js';
@@ -151,6 +151,11 @@ export interface DnsStats {
   sandboxes: DnsSandboxStats[];
 }
 
+/** At most MAX_UPSTREAMS, each with its port. */
+function normalizeUpstreams(upstreams: readonly Upstream[]): Upstream[] {
+  return upstreams.slice(0, MAX_UPSTREAMS).map((u) => ({ addr: u.addr, port: u.port ?? 53 }));
+}
+
 function zero(): DnsCounters {
   return { queries: 0, udp: 0, tcp: 0, local: 0, forwarded: 0, upstreamFailed: 0, internalRefused: 0, overLimit: 0, formerr: 0, notimp: 0, dropped: 0, truncated: 0, tcpRejected: 0 };
 }
@@ -192,17 +197,16 @@ export class DnsServer {
   /** Counters of detached sandboxes, so totals never go backwards. */
   private readonly retired = zero();
   private closed = false;
+  /** The redirect's warnings (problems that do not fail an attach), logged. */
+  private readonly warnRedirect = (msg: string, details: Record<string, unknown>): void => this.log.warn(details, `dns: ${msg}`);
 
   constructor(opts: DnsServerOptions) {
     this.registry = opts.registry;
-    this.upstreams = opts.upstreams.slice(0, MAX_UPSTREAMS).map((u) => ({ addr: u.addr, port: u.port ?? 53 }));
+    this.upstreams = normalizeUpstreams(opts.upstreams);
     this.address = opts.address ?? INTERNAL_NAMESERVER;
     const mode = opts.redirect ?? 'ebpf';
     this.log = opts.logger.child({ component: 'dns' });
-    this.redirect = createRedirect(mode, {
-      ...(opts.bpffsRoot !== undefined ? { bpffsRoot: opts.bpffsRoot } : {}),
-      warn: (msg, details) => this.log.warn(details, `dns: ${msg}`),
-    });
+    this.redirect = createRedirect(mode, { ...(opts.bpffsRoot !== undefined ? { bpffsRoot: opts.bpffsRoot } : {}), warn: this.warnRedirect });
     this.port = opts.port ?? (mode === 'none' ? 53 : 0);
     this.timeoutMs = opts.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS;
     this.maxInflight = opts.maxInflightPerSandbox ?? MAX_INFLIGHT;
@@ -213,7 +217,7 @@ export class DnsServer {
 
   /** Replaces the node's upstreams (resolv.conf changed); queries in flight keep theirs. */
   setUpstreams(upstreams: readonly Upstream[]): void {
-    this.upstreams = upstreams.slice(0, MAX_UPSTREAMS).map((u) => ({ addr: u.addr, port: u.port ?? 53 }));
+    this.upstreams = normalizeUpstreams(upstreams);
   }
 
   /** How 127.0.0.11:53 reaches the server inside sandboxes. */
@@ -358,7 +362,7 @@ export class DnsServer {
       if (this.redirect.mode !== 'ebpf' || !(e instanceof BpfnetError && e.code === 'E_VERIFIER')) throw e;
       this.log.warn({ err: e.message }, 'dns: the kernel refused the sandbox loopback program (bpf_get_netns_cookie in tc needs Linux 6.14); redirecting 127.0.0.11:53 with iptables rules in the sandboxes instead');
       this.redirect.close();
-      this.redirect = createRedirect('iptables', { warn: (msg, details) => this.log.warn(details, `dns: ${msg}`) });
+      this.redirect = createRedirect('iptables', { warn: this.warnRedirect });
       await this.redirect.install(t);
     }
   }
@@ -481,21 +485,14 @@ export class DnsServer {
     });
     let buf: Buffer = Buffer.alloc(0);
     c.on('data', (chunk: Buffer) => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      while (buf.length >= 2) {
-        const n = buf.readUInt16BE(0);
-        if (buf.length < 2 + n) break;
-        const msg = Buffer.from(buf.subarray(2, 2 + n));
-        buf = buf.subarray(2 + n);
+      const { messages, rest } = splitTcpFrames(buf.length === 0 ? chunk : Buffer.concat([buf, chunk]));
+      buf = rest;
+      for (const msg of messages) {
         sb.counters.tcp++;
         pending++;
-        void this.answer(sb, msg, { kind: 'tcp' }).then((reply) => {
+        void this.answer(sb, Buffer.from(msg), { kind: 'tcp' }).then((reply) => {
           pending--;
-          if (reply && !c.destroyed && c.writable) {
-            const len = Buffer.alloc(2);
-            len.writeUInt16BE(reply.length);
-            c.write(Buffer.concat([len, reply]));
-          }
+          if (reply && !c.destroyed && c.writable) c.write(tcpFrame(reply));
           maybeEnd();
         });
       }
@@ -565,6 +562,7 @@ export class DnsServer {
     try {
       result = await forward({
         query: msg,
+        question: q.question,
         upstreams: sb.opts.upstreams ?? this.upstreams,
         tcp: tr.kind === 'tcp',
         udpLimit: limit,
@@ -630,7 +628,7 @@ function sameNetns(sb: Attached): boolean {
 function copyOpts(o: AttachOptions): AttachOptions {
   return {
     internal: o.internal,
-    ...(o.upstreams ? { upstreams: o.upstreams.slice(0, MAX_UPSTREAMS).map((u) => ({ addr: u.addr, port: u.port ?? 53 })) } : {}),
+    ...(o.upstreams ? { upstreams: normalizeUpstreams(o.upstreams) } : {}),
     ...(o.ndotsSet !== undefined ? { ndotsSet: o.ndotsSet } : {}),
   };
 }

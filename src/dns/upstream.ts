@@ -21,7 +21,8 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
-import { firstQuestion, RCODE, replyHeader, sameQuestion, UDP_MIN_PAYLOAD, withId } from './message.js';
+import type { Question } from 'dns-packet';
+import { firstQuestion, RCODE, replyHeader, sameQuestion, splitTcpFrames, tcpFrame, UDP_MIN_PAYLOAD, withId } from './message.js';
 
 export interface Upstream {
   addr: string;
@@ -33,7 +34,6 @@ export interface Upstream {
 export const MAX_UPSTREAMS = 3;
 /** Docker's per-server timeout (extIOTimeout). */
 export const UPSTREAM_TIMEOUT_MS = 4000;
-const MAX_TCP_MESSAGE = 65535;
 
 export interface ForwardRequest {
   /** The client's query, raw (its id is restored in the reply). */
@@ -46,6 +46,8 @@ export interface ForwardRequest {
   timeoutMs?: number;
   /** Aborts every exchange at once (detach, close). */
   signal?: AbortSignal;
+  /** The query's single question when the caller decoded it already (else it is read from query). */
+  question?: Question;
 }
 
 export interface Attempt {
@@ -82,7 +84,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardResult> {
   const attempts: Attempt[] = [];
   if (req.query.length < 12) return { response: undefined, attempts };
   const clientId = req.query.readUInt16BE(0);
-  const question = firstQuestion(req.query);
+  const question = req.question ?? firstQuestion(req.query);
   const timeoutMs = req.timeoutMs ?? UPSTREAM_TIMEOUT_MS;
   for (const u of req.upstreams.slice(0, MAX_UPSTREAMS)) {
     if (req.signal?.aborted) break;
@@ -126,7 +128,7 @@ export async function forward(req: ForwardRequest): Promise<ForwardResult> {
 
 interface Expect {
   id: number;
-  question: ReturnType<typeof firstQuestion>;
+  question: Question | undefined;
 }
 
 /** Whether buf is the reply to the query we sent (id, QR, same question). */
@@ -194,24 +196,16 @@ function tcpExchange(u: Upstream, query: Buffer, expect: Expect, timeoutMs: numb
     const sock = net.connect({ host: u.addr, port: u.port ?? 53 });
     let buf: Buffer = Buffer.alloc(0);
     sock.on('error', (e: NodeJS.ErrnoException) => done(new ExchangeError('error', e.code ?? e.message)));
-    sock.on('connect', () => {
-      const len = Buffer.alloc(2);
-      len.writeUInt16BE(query.length);
-      sock.write(Buffer.concat([len, query]));
-    });
+    sock.on('connect', () => sock.write(tcpFrame(query)));
     sock.on('data', (chunk: Buffer) => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      while (buf.length >= 2) {
-        const n = buf.readUInt16BE(0);
-        if (buf.length < 2 + n) return;
-        const msg = buf.subarray(2, 2 + n);
-        buf = buf.subarray(2 + n);
-        if (matches(msg, expect)) {
-          done(null, Buffer.from(msg));
-          return;
-        }
+      const { messages, rest } = splitTcpFrames(buf.length === 0 ? chunk : Buffer.concat([buf, chunk]));
+      const reply = messages.find((m) => matches(m, expect));
+      if (reply) {
+        done(null, Buffer.from(reply));
+        return;
       }
-      if (buf.length > MAX_TCP_MESSAGE + 2) done(new ExchangeError('bad-reply', 'oversized reply'));
+      // What is left is less than one frame (its 2-byte length caps it at 64 KiB).
+      buf = rest;
     });
     sock.on('end', () => done(new ExchangeError('bad-reply', 'connection closed before the answer')));
     return () => sock.destroy();

@@ -32,8 +32,11 @@ import {
   bpfProgInfo,
   closeFd,
   openDir,
+  withFd,
+  withPinnedFd,
   type BpfLinkInfo,
 } from '../netlink/bpf.js';
+import { BPF_LINK_TYPE_CGROUP } from '../netlink/constants.js';
 import { BpfnetError } from '../util/errors.js';
 import { ensureBpffs } from './bpffs.js';
 
@@ -64,9 +67,6 @@ export type CgroupAttachType = keyof typeof CGROUP_ATTACH_TYPES;
 const ATTACH_TYPE_NAMES = new Map<number, CgroupAttachType>(
   Object.entries(CGROUP_ATTACH_TYPES).map(([n, v]) => [v, n as CgroupAttachType]),
 );
-
-/** BPF_LINK_TYPE_CGROUP */
-const BPF_LINK_TYPE_CGROUP = 3;
 
 /** The programs of bpf/sock.c (loadObject('sock').progs keys) and their hooks. */
 export const SOCK_PROGS: Readonly<Record<string, CgroupAttachType>> = {
@@ -186,14 +186,6 @@ function validName(name: string): void {
   }
 }
 
-function withFd<T>(fd: number, fn: (fd: number) => T): T {
-  try {
-    return fn(fd);
-  } finally {
-    closeFd(fd);
-  }
-}
-
 function toLink(name: string, pin: string, info: BpfLinkInfo): CgroupLink {
   const at = info.attachType ?? -1;
   return { name, pin, attachType: ATTACH_TYPE_NAMES.get(at) ?? at, linkId: info.id, progId: info.progId, cgroupId: info.cgroupId ?? 0n };
@@ -283,7 +275,7 @@ export async function attachCgroup(opts: AttachCgroupOptions): Promise<AttachedC
             action = 'unchanged';
             info = cur;
           } else {
-            info = withFd(bpfObjGet(pin), (linkFd) => {
+            info = withPinnedFd(pin, (linkFd) => {
               bpfLinkUpdate(linkFd, progFd);
               return bpfLinkInfo(linkFd);
             });
@@ -338,8 +330,7 @@ export async function detachCgroup(root: string, opts: { names?: string[] } = {}
     const pin = join(dir, name);
     if (!existsSync(pin)) continue;
     try {
-      const fd = bpfObjGet(pin);
-      withFd(fd, (f) => {
+      withPinnedFd(pin, (f) => {
         try {
           bpfLinkDetach(f);
         } catch (e) {

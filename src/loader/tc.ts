@@ -7,11 +7,11 @@
  * never detach-then-attach.
  */
 import { basename } from 'node:path';
-import { bpfObjGet, bpfProgInfo, bpfProgInfoById, closeFd, Rtnl, type BpfFilter, type BpfProgInfo } from '../netlink/index.js';
+import { bpfProgInfo, bpfProgInfoById, Rtnl, withPinnedFd, type BpfFilter, type BpfProgInfo, type TcDirection } from '../netlink/index.js';
 import { BPF_PROG_TYPE_SCHED_CLS } from '../netlink/constants.js';
 import { BpfnetError } from '../util/errors.js';
 
-export type TcDirection = 'ingress' | 'egress';
+export type { TcDirection };
 
 /** bpfnet's filter slot: low pref runs first; handle identifies us within it. */
 export const TC_PREF = 100;
@@ -24,6 +24,9 @@ export interface TcTarget {
   direction: TcDirection;
 }
 
+/** A device in a netns (a TcTarget without the hook). */
+type DevTarget = Omit<TcTarget, 'direction'>;
+
 export interface TcAttachment extends TcTarget {
   pref: number;
   handle: number;
@@ -32,12 +35,12 @@ export interface TcAttachment extends TcTarget {
   tag: string;
 }
 
-function notFound(t: Omit<TcTarget, 'direction'>): BpfnetError {
+function notFound(t: DevTarget): BpfnetError {
   return new BpfnetError('E_NOT_FOUND', `device ${t.dev} not found${t.netns ? ` in netns ${t.netns}` : ''}`, { dev: t.dev, netns: t.netns });
 }
 
 /** One rtnetlink socket in the target's netns for the duration of fn. */
-function withRtnl<T>(t: Omit<TcTarget, 'direction'>, fn: (r: Rtnl) => T): T {
+function withRtnl<T>(t: DevTarget, fn: (r: Rtnl) => T): T {
   const r = Rtnl.open(t.netns);
   try {
     return fn(r);
@@ -47,14 +50,14 @@ function withRtnl<T>(t: Omit<TcTarget, 'direction'>, fn: (r: Rtnl) => T): T {
 }
 
 /** The target device (index and name), E_NOT_FOUND ("device X not found in netns Y") when there is none. */
-function device(r: Rtnl, t: Omit<TcTarget, 'direction'>): { index: number; name: string } {
+function device(r: Rtnl, t: DevTarget): { index: number; name: string } {
   const l = r.link(t.dev);
   if (!l) throw notFound(t);
   return { index: l.index, name: l.name };
 }
 
 /** A device that vanished between lookup and request (ENODEV) is reported like a missing one. */
-function onDev<T>(t: Omit<TcTarget, 'direction'>, fn: () => T): T {
+function onDev<T>(t: DevTarget, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
@@ -90,7 +93,7 @@ function toAttachment(t: TcTarget, f: BpfFilter & { progId: number }): TcAttachm
 }
 
 /** `tc qdisc add dev D clsact`, leaving an existing clsact (and its filters) alone. */
-export async function ensureClsact(t: Omit<TcTarget, 'direction'>): Promise<void> {
+export async function ensureClsact(t: DevTarget): Promise<void> {
   withRtnl(t, (r) => {
     const dev = device(r, t);
     onDev(t, () => r.ensureClsact(dev));
@@ -107,8 +110,7 @@ export async function attachTc(t: TcTarget & { pin: string; pref?: number; handl
   const handle = t.handle ?? TC_HANDLE;
   return withRtnl(t, (r) => {
     const dev = device(r, t);
-    const fd = bpfObjGet(t.pin);
-    try {
+    return withPinnedFd(t.pin, (fd) => {
       const prog = progInfo(fd, t.pin);
       if (prog.type !== BPF_PROG_TYPE_SCHED_CLS) {
         throw new BpfnetError('E_INVALID_ARGUMENT', `${t.pin} is not a tc (sched_cls) program (type ${prog.type}): attach a program from a SEC("tc") section`, { pin: t.pin, type: prog.type });
@@ -119,9 +121,7 @@ export async function attachTc(t: TcTarget & { pin: string; pref?: number; handl
         throw new BpfnetError('E_CONFLICT', `attached ${t.pin} to ${t.dev} ${t.direction}, but the filter now runs program ${f.progId ?? '(none)'}`, { ...t, progId: prog.id });
       }
       return { netns: t.netns, dev: t.dev, direction: t.direction, pref: f.pref, handle: f.handle, progId: prog.id, progName: prog.name, tag: f.tag ?? prog.tag };
-    } finally {
-      closeFd(fd);
-    }
+    });
   });
 }
 

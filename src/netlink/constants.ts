@@ -196,3 +196,4 @@ export const TCA_CLS_FLAGS_IN_HW = 1 << 2;
 export const TCA_CLS_FLAGS_NOT_IN_HW = 1 << 3;
 
 export const BPF_PROG_TYPE_SCHED_CLS = 3;
+export const BPF_LINK_TYPE_CGROUP = 3;

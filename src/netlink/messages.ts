@@ -123,11 +123,6 @@ export function attrU32(type: number, v: number): Buffer {
   writeU32(b, v, 0);
   return attr(type, b);
 }
-export function attrI32(type: number, v: number): Buffer {
-  const b = Buffer.alloc(4);
-  writeI32(b, v, 0);
-  return attr(type, b);
-}
 /** NUL-terminated string (IFLA_IFNAME, IFLA_INFO_KIND). */
 export function attrString(type: number, s: string): Buffer {
   return attr(type, Buffer.from(`${s}\0`, 'utf8'));

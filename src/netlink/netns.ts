@@ -124,5 +124,5 @@ function sysctlError(op: string, e: unknown): unknown {
 
 /** The kernel's cookie of the netns at path (default: this process's), as BPF programs see it. */
 export function netnsCookie(path?: string): bigint {
-  return path === undefined ? native().netnsCookie() : native().netnsCookie(path);
+  return native().netnsCookie(path);
 }

@@ -10,17 +10,12 @@
  *   net.createServer(onConn).listen({ fd });           // or adoptTcp(fd, onConn)
  */
 import dgram from 'node:dgram';
+import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { isIPv4 } from 'node:net';
 import { invalidArgument } from '../util/errors.js';
 import { systemError } from './errors.js';
-import { native, type NetlinkAddon } from './native.js';
-
-/** The addon's socket export (declared here, next to its only user). */
-interface SocketAddon extends NetlinkAddon {
-  listenInNetns(nsPath: string, type: SocketType, addr: string, port: number): number;
-}
-const addon = (): SocketAddon => native() as SocketAddon;
+import { native } from './native.js';
 
 export type SocketType = 'udp' | 'tcp';
 
@@ -37,7 +32,7 @@ export function listenInNetns(nsPath: string, type: SocketType, addr: string, po
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`listen in netns: port must be 0..65535 (got ${port})`, { port });
   const op = `listen on ${type} ${addr}:${port} in netns ${nsPath}`;
   try {
-    return addon().listenInNetns(nsPath, type, addr, port);
+    return native().listenInNetns(nsPath, type, addr, port);
   } catch (e) {
     throw systemError(op, e, 'E_NETNS');
   }
@@ -51,14 +46,13 @@ function closeQuietly(fd: number): void {
   }
 }
 
-/** Wraps a bound UDP fd in a dgram socket (which then owns and closes it). */
-export async function adoptUdp(fd: number): Promise<dgram.Socket> {
-  const sock = dgram.createSocket('udp4');
+/** Waits for start() to call back (or fail); the fd is closed when it fails, else owned by what start() set up. */
+async function adopt(fd: number, emitter: EventEmitter, start: (done: () => void) => void): Promise<void> {
   try {
     await new Promise<void>((resolve, reject) => {
-      sock.once('error', reject);
-      sock.bind({ fd }, () => {
-        sock.off('error', reject);
+      emitter.once('error', reject);
+      start(() => {
+        emitter.off('error', reject);
         resolve();
       });
     });
@@ -66,23 +60,18 @@ export async function adoptUdp(fd: number): Promise<dgram.Socket> {
     closeQuietly(fd);
     throw e;
   }
+}
+
+/** Wraps a bound UDP fd in a dgram socket (which then owns and closes it). */
+export async function adoptUdp(fd: number): Promise<dgram.Socket> {
+  const sock = dgram.createSocket('udp4');
+  await adopt(fd, sock, (done) => sock.bind({ fd }, done));
   return sock;
 }
 
 /** Wraps a listening TCP fd in a net.Server (which then owns and closes it). */
 export async function adoptTcp(fd: number, onConnection: (socket: net.Socket) => void, options: net.ServerOpts = {}): Promise<net.Server> {
   const server = net.createServer(options, onConnection);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ fd }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (e) {
-    closeQuietly(fd);
-    throw e;
-  }
+  await adopt(fd, server, (done) => server.listen({ fd }, done));
   return server;
 }
