@@ -16,7 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { Netns } from '../src/lab/netns.js';
 import { IptablesDataplane } from '../src/dataplane/iptables/dataplane.js';
 import { NftablesDataplane } from '../src/dataplane/nftables/dataplane.js';
-import type { Dataplane, DesiredState, PublishedPort } from '../src/dataplane/types.js';
+import type { NetfilterDataplane } from '../src/dataplane/netfilter/dataplane.js';
+import type { DesiredState, PublishedPort } from '../src/dataplane/types.js';
 
 const N = Number(process.argv[2] ?? 30_000);
 const ROUNDS = Number(process.argv[3] ?? 7);
@@ -40,9 +41,7 @@ function stateWith(ports: PublishedPort[]): DesiredState {
 
 const port = (i: number): PublishedPort => ({ hostIp: '0.0.0.0', hostPort: 1024 + i, proto: 'tcp', containerIp: '198.19.0.2', containerPort: 80 });
 
-type Timed = Dataplane & { lastTimings: { planMs: number; kernelMs: number; hostMs: number } };
-
-async function measure(mode: string, make: (netns: string) => Timed): Promise<Record<string, number | string>> {
+async function measure(mode: string, make: (netns: string) => NetfilterDataplane): Promise<Record<string, number | string>> {
   const ns = await Netns.create(`bfb-${randomBytes(3).toString('hex')}`);
   try {
     await ns.ip('link', 'add', 'br0', 'type', 'bridge');

@@ -47,30 +47,23 @@ export interface DoctorReport {
   fallback?: FallbackNote[];
 }
 
-export { DEFAULT_BPFFS_ROOT };
-
-const errMsg = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
 /** Last line of defence: a probe bug becomes a failed probe, not a crashed doctor. */
+function crashed(id: string, title: string, e: unknown): Probe {
+  return { id, title, status: 'fail', detail: `probe crashed: ${e instanceof Error ? e.message : String(e)}`, fix: 'report this as a bpfnet bug' };
+}
+
 async function guard(id: string, title: string, p: () => Promise<Probe> | Probe): Promise<Probe> {
   try {
     return await p();
   } catch (e) {
-    return { id, title, status: 'fail', detail: `probe crashed: ${errMsg(e)}`, fix: 'report this as a bpfnet bug' };
+    return crashed(id, title, e);
   }
 }
 
 export async function runDoctor(opts: { bpffsRoot?: string } = {}): Promise<DoctorReport> {
   const release = os.release();
   const version = versionRunner();
-  const netns = probeNetns(release).catch((e: unknown): [Probe, Probe] => {
-    const detail = `probe crashed: ${errMsg(e)}`;
-    const fix = 'report this as a bpfnet bug';
-    return [
-      { id: 'clsact', title: 'tc clsact qdisc', status: 'fail', detail, fix },
-      { id: 'xdp', title: 'XDP on veth', status: 'fail', detail, fix },
-    ];
-  });
+  const netns = probeNetns(release).catch((e: unknown): [Probe, Probe] => [crashed('clsact', 'tc clsact qdisc', e), crashed('xdp', 'XDP on veth', e)]);
   // All probes are independent; run them together so doctor costs ~one probe.
   const [kernel, btf, bpffs, bpf, cgroup2, [clsact, xdp], tools, iptables, nftables] = await Promise.all([
     guard('kernel', 'kernel version', () => probeKernel(release)),

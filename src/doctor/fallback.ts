@@ -36,25 +36,22 @@ export async function fallbackNotes(): Promise<FallbackNote[]> {
     'a container reaching its own published port is seen coming from its gateway (hairpin masquerade)',
     bridgeLine,
     'IPv4 only',
+    'no per-port counters',
   ];
+  const status = brnf === null ? 'warn' : 'ok';
   return [
     {
       mode: 'iptables',
-      status: brnf === null ? 'warn' : 'ok',
+      status,
       limits: [
         'published ports are one DNAT rule each, walked in order for the first packet of every connection (O(ports)); each change rewrites all of bpfnet\'s chains in one iptables-restore (O(ports) per change)',
         ...common,
-        'no per-port counters',
       ],
     },
     {
       mode: 'nftables',
-      status: brnf === null ? 'warn' : 'ok',
-      limits: [
-        'published ports are map lookups (O(1)); a port change is an element update, one transaction',
-        ...common,
-        'no per-port counters',
-      ],
+      status,
+      limits: ['published ports are map lookups (O(1)); a port change is an element update, one transaction', ...common],
     },
   ];
 }

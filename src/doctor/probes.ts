@@ -72,14 +72,14 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-export interface Mount {
+interface Mount {
   source: string;
   target: string;
   fstype: string;
 }
 
 /** /proc/self/mounts escapes spaces etc. as octal (\040). */
-export function parseMounts(text: string): Mount[] {
+function parseMounts(text: string): Mount[] {
   const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   return text
     .split('\n')

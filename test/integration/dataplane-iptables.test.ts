@@ -2,10 +2,9 @@
  * The iptables dataplane against the shared behaviour suite, plus what only
  * iptables has (the BPFNET-USER hook chain) and switching eBPF <-> iptables.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../src/util/exec.js';
-import { probe } from '../../src/lab/lab.js';
 import { UPLINK } from '../../src/lab/topology.js';
 import type { Netns } from '../../src/lab/netns.js';
 import { IptablesDataplane } from '../../src/dataplane/iptables/dataplane.js';
@@ -13,9 +12,8 @@ import { EbpfDataplane } from '../../src/dataplane/ebpf/dataplane.js';
 import { removeOtherModes } from '../../src/dataplane/select.js';
 import { listTc } from '../../src/loader/tc.js';
 import { existsSync } from 'node:fs';
-import { fallbackSuite, blocked, saw, iptablesDump } from './fallback-suite.js';
-import { allDevices, baseState, createEnv, type FallbackEnv } from './fallback-env.js';
-
+import { fallbackSuite, blocked, expectServed, iptablesDump, ownEnv } from './fallback-suite.js';
+import { allDevices, baseState } from './fallback-env.js';
 
 const iptables = (ns: Netns, ...args: string[]) => run('iptables', args, { netns: ns.path });
 
@@ -44,7 +42,7 @@ fallbackSuite({
       } finally {
         await iptables(node, '-D', 'BPFNET-USER', '-d', ctx.env().c0.ip, '-p', 'tcp', '--dport', '80', '-j', 'DROP');
       }
-      expect(await probe(ctx.env().topo.client, 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+      await expectServed(ctx.env());
     });
 
     it('jumps are inserted once, and put back when deleted', async () => {
@@ -62,21 +60,15 @@ fallbackSuite({
 });
 
 describe('switching eBPF <-> iptables', () => {
-  let env: FallbackEnv;
   const root = `/sys/fs/bpf/bpfnet-test-${randomBytes(4).toString('hex')}`;
-  beforeAll(async () => {
-    env = await createEnv('bfs');
-  });
-  afterAll(async () => {
-    await removeOtherModes('nftables', { netns: env?.topo.node.path, root, devices: env ? allDevices(env) : [] }).catch(() => undefined);
-    await env?.destroy();
-  });
+  const world = ownEnv('bfs', (env) => removeOtherModes('nftables', { netns: env?.topo.node.path, root, devices: env ? allDevices(env) : [] }));
 
   it('eBPF -> iptables removes filters and pins, then iptables serves the same ports', async () => {
+    const env = world();
     const state = baseState(env);
     const ebpf = new EbpfDataplane({ root, netns: env.topo.node.path });
     await ebpf.apply(state);
-    expect(await probe(env.topo.client, 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+    await expectServed(env);
 
     const removed = await removeOtherModes('iptables', { netns: env.topo.node.path, root, devices: allDevices(env) });
     expect(removed.ebpf?.detached).toContain(`${UPLINK.dev}/ingress`);
@@ -85,10 +77,11 @@ describe('switching eBPF <-> iptables', () => {
     await blocked(env.topo.client, 'tcp', UPLINK.nodeIp, 8080);
 
     await new IptablesDataplane({ netns: env.topo.node.path }).apply(state);
-    expect(await probe(env.topo.client, 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+    await expectServed(env);
   });
 
   it('iptables -> eBPF removes our chains and jumps, keeps a non-empty BPFNET-USER, and eBPF serves the ports', async () => {
+    const env = world();
     const node = env.topo.node;
     await iptables(node, '-A', 'BPFNET-USER', '-s', '203.0.113.7', '-j', 'DROP');
     const removed = await removeOtherModes('ebpf', { netns: node.path, root, devices: allDevices(env) });
@@ -98,7 +91,7 @@ describe('switching eBPF <-> iptables', () => {
     const state = baseState(env);
     const ebpf = new EbpfDataplane({ root, netns: node.path });
     await ebpf.apply(state);
-    expect(await probe(env.topo.client, 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+    await expectServed(env);
     await ebpf.teardown(state);
     await iptables(node, '-F', 'BPFNET-USER');
     expect((await removeOtherModes('ebpf', { netns: node.path, root })).iptables).toEqual({ removed: true, keptUserChain: false });

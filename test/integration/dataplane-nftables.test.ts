@@ -3,16 +3,15 @@
  * nftables has (O(change) port updates as map elements) and switching
  * iptables <-> nftables.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { run } from '../../src/util/exec.js';
 import { probe } from '../../src/lab/lab.js';
 import { UPLINK } from '../../src/lab/topology.js';
 import { NftablesDataplane } from '../../src/dataplane/nftables/dataplane.js';
 import { IptablesDataplane } from '../../src/dataplane/iptables/dataplane.js';
 import { removeOtherModes } from '../../src/dataplane/select.js';
-import { fallbackSuite, blocked, saw, iptablesDump, nftDump } from './fallback-suite.js';
-import { allDevices, baseState, createEnv, type FallbackEnv } from './fallback-env.js';
-
+import { fallbackSuite, blocked, expectServed, saw, iptablesDump, nftDump, ownEnv } from './fallback-suite.js';
+import { allDevices, baseState } from './fallback-env.js';
 
 fallbackSuite({
   mode: 'nftables',
@@ -40,45 +39,42 @@ fallbackSuite({
       expect(dp.lastKind).toBe('ports');
       await dp.apply(state);
       expect(dp.lastKind).toBe('none');
-      expect(await probe(ctx.env().topo.client, 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+      await expectServed(ctx.env());
     });
   },
 });
 
 describe('switching iptables <-> nftables', () => {
-  let env: FallbackEnv;
-  beforeAll(async () => {
-    env = await createEnv('bfw');
-  });
-  afterAll(async () => {
-    await removeOtherModes('ebpf', { netns: env?.topo.node.path, root: '/sys/fs/bpf/bpfnet-test-none', devices: [] }).catch(() => undefined);
-    await env?.destroy();
-  });
+  /** No eBPF here: a bpffs root that never exists. */
+  const root = '/sys/fs/bpf/bpfnet-test-none';
+  const world = ownEnv('bfw', (env) => removeOtherModes('ebpf', { netns: env?.topo.node.path, root, devices: [] }));
 
   it('iptables -> nftables: our chains go, the nft table serves the same ports', async () => {
+    const env = world();
     const node = env.topo.node;
     const state = baseState(env);
     await new IptablesDataplane({ netns: node.path }).apply(state);
-    expect(await probe(env.topo.client, 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
-    const removed = await removeOtherModes('nftables', { netns: node.path, root: '/sys/fs/bpf/bpfnet-test-none', devices: allDevices(env) });
+    await expectServed(env);
+    const removed = await removeOtherModes('nftables', { netns: node.path, root, devices: allDevices(env) });
     expect(removed.iptables).toEqual({ removed: true, keptUserChain: false });
     expect(removed.nftables).toBeUndefined();
     expect(await iptablesDump(node)).toBe('');
     await blocked(env.topo.client, 'tcp', UPLINK.nodeIp, 8080);
     await new NftablesDataplane({ netns: node.path }).apply(state);
-    expect(await probe(env.topo.client, 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+    await expectServed(env);
     expect(await probe(node, 'tcp', '127.0.0.1', 7070, 'x')).toMatch(saw('c0', 80, '198.19.0.1'));
   });
 
   it('nftables -> iptables: the tables go, iptables serves the same ports', async () => {
+    const env = world();
     const node = env.topo.node;
-    const removed = await removeOtherModes('iptables', { netns: node.path, root: '/sys/fs/bpf/bpfnet-test-none', devices: allDevices(env) });
+    const removed = await removeOtherModes('iptables', { netns: node.path, root, devices: allDevices(env) });
     expect(removed.nftables).toEqual({ removed: true });
     expect(await nftDump(node)).toBe('');
     await blocked(env.topo.client, 'tcp', UPLINK.nodeIp, 8080);
     await new IptablesDataplane({ netns: node.path }).apply(baseState(env));
-    expect(await probe(env.topo.client, 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
-    await removeOtherModes('nftables', { netns: node.path, root: '/sys/fs/bpf/bpfnet-test-none', devices: allDevices(env) });
+    await expectServed(env);
+    await removeOtherModes('nftables', { netns: node.path, root, devices: allDevices(env) });
     expect(await iptablesDump(node)).toBe('');
   });
 });

@@ -67,15 +67,15 @@ export async function createEnv(prefix: string): Promise<FallbackEnv> {
   }
 }
 
-export function network1(over: Partial<DataplaneNetwork> = {}): DataplaneNetwork {
+function network1(over: Partial<DataplaneNetwork> = {}): DataplaneNetwork {
   return { id: 1, subnet: BRIDGE.subnet, gateway: BRIDGE.gatewayIp, bridge: BRIDGE.dev, driver: 'bridge', internal: false, icc: true, masquerade: true, gatewayMode: 'nat', ...over };
 }
 
-export function network2(over: Partial<DataplaneNetwork> = {}): DataplaneNetwork {
+function network2(over: Partial<DataplaneNetwork> = {}): DataplaneNetwork {
   return { id: 2, subnet: NET2.subnet, gateway: NET2.gatewayIp, bridge: NET2.dev, driver: 'bridge', internal: false, icc: true, masquerade: true, gatewayMode: 'nat', ...over };
 }
 
-export function basePorts(env: FallbackEnv): PublishedPort[] {
+function basePorts(env: FallbackEnv): PublishedPort[] {
   return [
     { hostIp: '0.0.0.0', hostPort: 8080, proto: 'tcp', containerIp: env.c0.ip, containerPort: 80 },
     { hostIp: '0.0.0.0', hostPort: 8053, proto: 'udp', containerIp: env.c0.ip, containerPort: 53 },

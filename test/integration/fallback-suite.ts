@@ -7,19 +7,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probe } from '../../src/lab/lab.js';
 import { run } from '../../src/util/exec.js';
 import { UPLINK, BRIDGE } from '../../src/lab/topology.js';
-import type { Netns } from '../../src/lab/netns.js';
-import type { Dataplane, DesiredState } from '../../src/dataplane/types.js';
+import { Netns } from '../../src/lab/netns.js';
+import type { DesiredState } from '../../src/dataplane/types.js';
+import type { NetfilterDataplane } from '../../src/dataplane/netfilter/dataplane.js';
 import { createEnv, baseState, NET2, type FallbackEnv } from './fallback-env.js';
-
-export interface Verifiable extends Dataplane {
-  verify(): Promise<{ ok: boolean; drift: string[] }>;
-  reconcile(): Promise<{ ok: boolean; drift: string[]; reapplied: boolean }>;
-}
 
 export interface ModeHooks {
   mode: 'iptables' | 'nftables';
   prefix: string;
-  make(netns: string, rewrite?: (text: string) => string): Verifiable;
+  make(netns: string, rewrite?: (text: string) => string): NetfilterDataplane;
   /** bpfnet's rules in the namespace as text ('' when none). */
   dump(ns: Netns): Promise<string>;
   /** What another program does that wipes our rules. */
@@ -32,12 +28,33 @@ export interface ModeHooks {
 
 export interface SuiteCtx {
   env(): FallbackEnv;
-  dp(): Verifiable;
+  dp(): NetfilterDataplane;
   state(): DesiredState;
 }
 
 const re = (s: string) => s.replace(/\./g, '\\.');
 export const saw = (name: string, port: number, src: string) => new RegExp(`^${name} (tcp|udp)/${port} saw ${re(src)}:\\d+: `);
+
+/** An external client reaches the base state's wildcard port 8080, and c0 sees the client's address. */
+export async function expectServed(env: FallbackEnv): Promise<void> {
+  expect(await probe(env.topo.client, 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+}
+
+/**
+ * A world of its own for a describe block (mode switching): created before
+ * its tests; after them, `cleanup` removes what the modes left, then it is destroyed.
+ */
+export function ownEnv(prefix: string, cleanup: (env: FallbackEnv | undefined) => Promise<unknown>): () => FallbackEnv {
+  let env: FallbackEnv | undefined;
+  beforeAll(async () => {
+    env = await createEnv(prefix);
+  });
+  afterAll(async () => {
+    await cleanup(env).catch(() => undefined);
+    await env?.destroy();
+  });
+  return () => env!;
+}
 
 export async function blocked(ns: Netns, proto: 'tcp' | 'udp', host: string, port: number): Promise<void> {
   await expect(probe(ns, proto, host, port, 'blocked?')).rejects.toThrow();
@@ -86,7 +103,7 @@ export async function foreignIntact(ns: Netns): Promise<void> {
 export function fallbackSuite(h: ModeHooks): void {
   describe(`${h.mode} dataplane: Docker's behaviour with real packets`, () => {
     let env: FallbackEnv;
-    let dp: Verifiable;
+    let dp: NetfilterDataplane;
     let state: DesiredState;
     let breaking = false;
     const ctx: SuiteCtx = { env: () => env, dp: () => dp, state: () => state };
@@ -117,7 +134,7 @@ export function fallbackSuite(h: ModeHooks): void {
     };
 
     it('an external client reaches a wildcard TCP port, and the container sees its address', async () => {
-      expect(await probe(client(), 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+      await expectServed(env);
     });
 
     it('UDP: the reply comes back from the frontend (the probe only accepts that)', async () => {
@@ -241,7 +258,7 @@ export function fallbackSuite(h: ModeHooks): void {
       expect(await probe(client(), 'tcp', UPLINK.nodeIp, 8181, 'x')).toMatch(saw('c1', 90, UPLINK.clientIp));
       await dp.apply(state);
       await blocked(client(), 'tcp', UPLINK.nodeIp, 8181);
-      expect(await probe(client(), 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+      await expectServed(env);
     });
 
     it('bad input is refused before anything changes', async () => {
@@ -269,11 +286,10 @@ export function fallbackSuite(h: ModeHooks): void {
       }
       expect(await h.dump(node())).toBe(before);
       await blocked(client(), 'tcp', UPLINK.nodeIp, 8181);
-      expect(await probe(client(), 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+      await expectServed(env);
     });
 
     it('a refused first apply leaves nothing behind', async () => {
-      const { Netns } = await import('../../src/lab/netns.js');
       const bare = await Netns.create(`${h.prefix}-${env.topo.id}-bare`);
       try {
         const fresh = h.make(bare.path, h.breakIt);
@@ -296,7 +312,7 @@ export function fallbackSuite(h: ModeHooks): void {
       expect(r.reapplied).toBe(true);
       expect(await h.dump(node())).toBe(before);
       expect((await dp.verify()).ok).toBe(true);
-      expect(await probe(client(), 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+      await expectServed(env);
     });
 
     h.extra?.(ctx);
@@ -307,7 +323,7 @@ export function fallbackSuite(h: ModeHooks): void {
       await foreignIntact(node());
       await blocked(client(), 'tcp', UPLINK.nodeIp, 8080);
       await dp.apply(state); // back for the tests that follow (mode switching)
-      expect(await probe(client(), 'tcp', UPLINK.nodeIp, 8080, 'x')).toMatch(saw('c0', 80, UPLINK.clientIp));
+      await expectServed(env);
     });
   });
 }

@@ -2,15 +2,16 @@
  * Reading and writing the node namespace's iptables through the iptables
  * tools (nsenter --net, never `ip netns exec`). Reads are cheap listings of
  * the built-in chains we jump from; the full iptables-save is only taken for
- * a rollback snapshot on the first apply and for drift checks.
+ * a rollback snapshot on the first apply (which then stands for the listing
+ * too), for drift checks and for removal.
  */
 import { run } from '../../util/exec.js';
 import { CommandError } from '../../util/errors.js';
-import { CHAINS, JUMPS, TABLES, USER_CHAIN, type Existing, type Table } from './render.js';
+import { CHAINS, JUMPS, JUMP_SOURCES, TABLES, USER_CHAIN, isJumpTo, type Existing, type Table } from './render.js';
 
 export type IptablesBackend = 'default' | 'nft' | 'legacy';
 
-export interface IptablesTools {
+interface IptablesTools {
   iptables: string;
   restore: string;
   save: string;
@@ -40,16 +41,15 @@ export class IptablesKernel {
 
   /** The built-in chains we jump from, and whether the user chain exists. */
   async existing(): Promise<Existing> {
-    const keys = [...new Set(JUMPS.map((j) => `${j.table}/${j.from}`))];
     const [user, ...lists] = await Promise.all([
       this.listChain('filter', USER_CHAIN),
-      ...keys.map((k) => {
+      ...JUMP_SOURCES.map((k) => {
         const [t, c] = k.split('/') as [Table, string];
         return this.listChain(t, c);
       }),
     ]);
     const builtin: Record<string, string[]> = {};
-    keys.forEach((k, i) => (builtin[k] = lists[i] ?? []));
+    JUMP_SOURCES.forEach((k, i) => (builtin[k] = lists[i] ?? []));
     return { builtin, userChain: user !== null };
   }
 
@@ -103,27 +103,33 @@ export async function snapshot(k: IptablesKernel): Promise<Snapshot & { saved: R
   return { ...snapshotOf(saved), saved };
 }
 
+/** The built-in chains we jump from, and the user chain, as the saved tables hold them. */
+export function existingOf(saved: Record<Table, SavedTable>): Existing {
+  const builtin: Record<string, string[]> = {};
+  for (const k of JUMP_SOURCES) {
+    const [t, c] = k.split('/') as [Table, string];
+    builtin[k] = saved[t].rules.get(c) ?? [];
+  }
+  return { builtin, userChain: saved.filter.chains.includes(USER_CHAIN) };
+}
+
 export function snapshotOf(saved: Record<Table, SavedTable>): Snapshot {
   const chains: Record<string, string[]> = {};
-  const jumps = new Set<string>();
   for (const t of TABLES) {
     for (const c of CHAINS[t]) if (saved[t].chains.includes(c)) chains[`${t}/${c}`] = saved[t].rules.get(c) ?? [];
   }
-  for (const j of JUMPS) {
-    const rules = saved[j.table].rules.get(j.from) ?? [];
-    if (rules.some((r) => r.endsWith(` -j ${j.to}`) || r.includes(` -j ${j.to} `))) jumps.add(`${j.table}/${j.from}/${j.to}`);
-  }
-  return { chains, jumps, userChain: saved.filter.chains.includes(USER_CHAIN) };
+  const existing = existingOf(saved);
+  return { chains, jumps: jumpKeysOf(existing), userChain: existing.userChain };
 }
 
-export const jumpKeysOf = (e: Existing): Set<string> => {
+/** "table/FROM/TO" of each of our jumps present in the built-in chains. */
+export function jumpKeysOf(e: Existing): Set<string> {
   const s = new Set<string>();
   for (const j of JUMPS) {
-    const rules = e.builtin[`${j.table}/${j.from}`] ?? [];
-    if (rules.some((r) => r.endsWith(` -j ${j.to}`) || r.includes(` -j ${j.to} `))) s.add(`${j.table}/${j.from}/${j.to}`);
+    if ((e.builtin[`${j.table}/${j.from}`] ?? []).some((r) => isJumpTo(r, j.to))) s.add(`${j.table}/${j.from}/${j.to}`);
   }
   return s;
-};
+}
 
 /**
  * Restore text that puts `snap` back: our chains with their old rules (or
@@ -136,9 +142,7 @@ export function renderRollback(snap: Snapshot, now: Existing): string {
     lines.push(`*${t}`);
     for (const j of JUMPS.filter((x) => x.table === t)) {
       if (snap.jumps.has(`${t}/${j.from}/${j.to}`)) continue;
-      for (const r of now.builtin[`${t}/${j.from}`] ?? []) {
-        if (r.endsWith(` -j ${j.to}`) || r.includes(` -j ${j.to} `)) lines.push(r.replace(/^-A /, '-D '));
-      }
+      for (const r of now.builtin[`${t}/${j.from}`] ?? []) if (isJumpTo(r, j.to)) lines.push(r.replace(/^-A /, '-D '));
     }
     const gone: string[] = [];
     for (const c of CHAINS[t]) {

@@ -55,7 +55,14 @@ export const JUMPS: readonly Jump[] = [
   { table: 'filter', from: 'OUTPUT', match: '', to: 'BPFNET-OUTPUT' },
 ];
 
-export const jumpRule = (j: Jump) => `-A ${j.from} ${j.match ? `${j.match} ` : ''}-j ${j.to}`;
+/** "table/CHAIN" of each built-in chain we jump from. */
+export const JUMP_SOURCES: readonly string[] = [...new Set(JUMPS.map((j) => `${j.table}/${j.from}`))];
+
+const jumpSpec = (j: Jump) => `${j.match ? `${j.match} ` : ''}-j ${j.to}`;
+export const jumpRule = (j: Jump) => `-A ${j.from} ${jumpSpec(j)}`;
+
+/** Whether a rule (iptables -S form) jumps to `to`. */
+export const isJumpTo = (rule: string, to: string) => rule.endsWith(` -j ${to}`) || rule.includes(` -j ${to} `);
 
 /** What the applier found in the kernel before rendering. */
 export interface Existing {
@@ -71,7 +78,7 @@ export interface Rendered {
   counts: Record<string, number>;
 }
 
-const jumpsTo = (rules: readonly string[] | undefined, to: string) => (rules ?? []).findIndex((r) => new RegExp(` -j ${to.replace(/-/g, '\\-')}(\\s|$)`).test(r));
+const jumpsTo = (rules: readonly string[] | undefined, to: string) => (rules ?? []).findIndex((r) => isJumpTo(r, to));
 
 /**
  * `-I` lines for missing jumps. Positions are 1-based among the chain's rules
@@ -82,7 +89,7 @@ export function jumpInserts(existing: Existing): Record<Table, string[]> {
   for (const j of JUMPS) {
     if (j.table === 'filter' && j.from === 'FORWARD') continue;
     const rules = existing.builtin[`${j.table}/${j.from}`]?.filter((r) => r.startsWith('-A '));
-    if (jumpsTo(rules, j.to) < 0) out[j.table].push(`-I ${j.from} 1 ${j.match ? `${j.match} ` : ''}-j ${j.to}`);
+    if (jumpsTo(rules, j.to) < 0) out[j.table].push(`-I ${j.from} 1 ${jumpSpec(j)}`);
   }
   // FORWARD: user chain first, ours right after it.
   const fwd = existing.builtin['filter/FORWARD']?.filter((r) => r.startsWith('-A ')) ?? [];
@@ -101,7 +108,6 @@ const notTo = (s: NetSel) => (s.kind === 'dev' ? `! -o ${s.dev}` : `! -d ${s.cid
 
 function rawRules(plan: Plan): string[] {
   const r: string[] = [];
-  const netOf = new Map(plan.nets.map((n) => [n.net.id, n]));
   for (const n of plan.nets) {
     // route_localnet is on for these devices: nothing from a container may reach the node's loopback.
     if (!n.internal) r.push(`${from(n.sel)} -d 127.0.0.0/8 -j DROP`);
@@ -110,9 +116,8 @@ function rawRules(plan: Plan): string[] {
   // Anti-spoofing: a container sends only from its own address and MAC. Bridged
   // frames show the bridge as in-interface; the port is the physdev (br_netfilter).
   for (const e of plan.endpoints) {
-    const n = e.networkId !== undefined ? netOf.get(e.networkId) : undefined;
-    if (!n) continue;
-    const port = n.sel.kind === 'dev' ? `-m physdev --physdev-in ${e.hostDev}` : `-i ${e.hostDev}`;
+    if (!e.sel) continue;
+    const port = e.sel.kind === 'dev' ? `-m physdev --physdev-in ${e.hostDev}` : `-i ${e.hostDev}`;
     r.push(`! -s ${e.ip}/32 ${port} -j DROP`);
     if (e.mac) r.push(`${port} -m mac ! --mac-source ${e.mac} -j DROP`);
   }

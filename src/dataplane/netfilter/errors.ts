@@ -3,13 +3,7 @@
  * ruleset: E_DATAPLANE_APPLY, with the tool's own message and whether the
  * previous ruleset is back in place.
  */
-import { BpfnetError, CommandError, type ErrorCode } from '../../util/errors.js';
-
-/**
- * Not (yet) in src/util/errors.ts's ErrorCode union, which this module may
- * not edit: the cast keeps the stable code string without widening the union.
- */
-export const E_DATAPLANE_APPLY = 'E_DATAPLANE_APPLY' as unknown as ErrorCode;
+import { BpfnetError, CommandError } from '../../util/errors.js';
 
 export function applyError(mode: 'iptables' | 'nftables', cause: unknown, rollback: 'not-needed' | 'restored' | 'failed'): BpfnetError {
   const stderr = cause instanceof CommandError ? cause.stderr : '';
@@ -18,7 +12,7 @@ export function applyError(mode: 'iptables' | 'nftables', cause: unknown, rollba
     rollback === 'failed'
       ? 'and restoring the previous ruleset failed too: run `bpfnet doctor` and re-apply'
       : 'the previous ruleset is in place (nothing changed)';
-  return new BpfnetError(E_DATAPLANE_APPLY, `${mode} dataplane: the kernel refused the new ruleset: ${tool}; ${state}`, {
+  return new BpfnetError('E_DATAPLANE_APPLY', `${mode} dataplane: the kernel refused the new ruleset: ${tool}; ${state}`, {
     mode,
     rollback,
     ...(cause instanceof CommandError ? { command: cause.command, exitCode: cause.exitCode, stderr: cause.stderr } : {}),

@@ -81,9 +81,3 @@ export function resetHostSettings(netns: string | undefined, devs: readonly stri
     }
   }
 }
-
-/** bridge-nf-call-iptables as the node's namespace sees it: null when br_netfilter is absent. */
-export function bridgeNetfilter(netns: string | undefined): boolean | null {
-  const v = read(netns, 'net/bridge/bridge-nf-call-iptables');
-  return v === null ? null : v === '1';
-}

@@ -37,8 +37,8 @@ export interface Plan {
   /** Exact frontends first (they win over the wildcard), each group sorted. */
   ports: PublishedPort[];
   uplinks: string[];
-  /** Endpoints with an address: anti-spoofing, hairpin. */
-  endpoints: (DataplaneEndpoint & { ip: string })[];
+  /** Endpoints with an address: anti-spoofing, hairpin. `sel` is their network's, when they name one. */
+  endpoints: (DataplaneEndpoint & { ip: string; sel?: NetSel })[];
   /** Bridge ports (host veths on a bridge network): need hairpin mode for NAT loopback. */
   bridgePorts: string[];
   /** Devices where node-local clients reach containers from 127.0.0.1 (route_localnet). */
@@ -49,7 +49,7 @@ export interface Plan {
 const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
-export function validIfname(name: string, what: string): string {
+function validIfname(name: string, what: string): string {
   if (typeof name !== 'string' || !IFNAME.test(name)) throw invalidArgument(`${what} must be a Linux interface name (1-15 of A-Z a-z 0-9 _ . : @ -), got ${JSON.stringify(name)}`);
   return name;
 }
@@ -111,12 +111,11 @@ export function planState(state: DesiredState): Plan {
   const wildcard = keyed.filter(([, p]) => p.hostIp === '0.0.0.0').map(([, p]) => p);
   const ports = [...keyed.filter(([, p]) => p.hostIp !== '0.0.0.0').map(([, p]) => p), ...wildcard];
 
-  const netIds = new Set<number>();
+  const sels = new Map<number, NetSel>();
   const networks = state.networks ?? [];
   for (const n of networks) {
     if (!Number.isInteger(n.id) || n.id <= 0 || n.id > 0xffffffff) throw invalidArgument(`network id must be a non-zero u32, got ${n.id}`);
-    if (netIds.has(n.id)) throw invalidArgument(`network id ${n.id} appears twice`);
-    netIds.add(n.id);
+    if (sels.has(n.id)) throw invalidArgument(`network id ${n.id} appears twice`);
     validCidr(n.subnet, `network ${n.id} subnet`);
     if (n.gateway) validIp(n.gateway, `network ${n.id} gateway`);
     if (n.snatIp !== undefined) validIp(n.snatIp, `network ${n.id} host_ipv4`);
@@ -127,6 +126,7 @@ export function planState(state: DesiredState): Plan {
     if (!['nat', 'nat-unprotected', 'routed', 'isolated'].includes(n.gatewayMode)) {
       throw invalidArgument(`network ${n.id}: gateway mode must be nat, nat-unprotected, routed or isolated, got ${JSON.stringify(n.gatewayMode)}`);
     }
+    sels.set(n.id, n.driver === 'bridge' && n.bridge ? { kind: 'dev', dev: n.bridge } : { kind: 'subnet', cidr: n.subnet });
   }
 
   const endpoints: Plan['endpoints'] = [];
@@ -134,8 +134,9 @@ export function planState(state: DesiredState): Plan {
     validIfname(e.hostDev, 'endpoint device');
     if (e.ip !== undefined) validIp(e.ip, `endpoint ${e.hostDev} address`);
     if (e.mac !== undefined && !MAC.test(e.mac.toLowerCase())) throw invalidArgument(`endpoint ${e.hostDev} MAC must be xx:xx:xx:xx:xx:xx, got ${JSON.stringify(e.mac)}`);
-    if (e.networkId !== undefined && !netIds.has(e.networkId)) throw invalidArgument(`endpoint ${e.hostDev} refers to unknown network ${e.networkId}`);
-    if (e.ip !== undefined) endpoints.push({ ...e, ip: e.ip, ...(e.mac ? { mac: e.mac.toLowerCase() } : {}) });
+    const sel = e.networkId !== undefined ? sels.get(e.networkId) : undefined;
+    if (e.networkId !== undefined && !sel) throw invalidArgument(`endpoint ${e.hostDev} refers to unknown network ${e.networkId}`);
+    if (e.ip !== undefined) endpoints.push({ ...e, ip: e.ip, ...(e.mac ? { mac: e.mac.toLowerCase() } : {}), ...(sel ? { sel } : {}) });
   }
 
   const nets: NetPlan[] = networks.map((net) => {
@@ -144,7 +145,7 @@ export function planState(state: DesiredState): Plan {
     const routedMode = net.gatewayMode === 'routed';
     return {
       net,
-      sel: net.driver === 'bridge' && net.bridge ? { kind: 'dev', dev: net.bridge } : { kind: 'subnet', cidr: net.subnet },
+      sel: sels.get(net.id)!,
       endpoints: state.endpoints.filter((e) => e.networkId === net.id),
       internal,
       isolated,
@@ -154,8 +155,7 @@ export function planState(state: DesiredState): Plan {
     };
   });
 
-  const bridgeNets = new Set(nets.filter((n) => n.sel.kind === 'dev').map((n) => n.net.id));
-  const bridgePorts = state.endpoints.filter((e) => e.networkId !== undefined && bridgeNets.has(e.networkId)).map((e) => e.hostDev);
+  const bridgePorts = state.endpoints.filter((e) => e.networkId !== undefined && sels.get(e.networkId)?.kind === 'dev').map((e) => e.hostDev);
   const localnetDevs = nets
     .filter((n) => !n.internal)
     .flatMap((n) => (n.sel.kind === 'dev' ? [n.sel.dev] : n.endpoints.map((e) => e.hostDev)));

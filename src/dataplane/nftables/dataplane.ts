@@ -9,54 +9,35 @@
  * after a restart, or when the incremental transaction fails because
  * someone removed our table) rewrites both tables in one transaction.
  */
-import { SerialQueue } from '../../util/serial.js';
-import type { ApplyReport, Dataplane, DesiredState } from '../types.js';
-import { planShape, planState, type Plan } from '../netfilter/plan.js';
-import { ensureHostSettings, resetHostSettings, type HostReport } from '../netfilter/host.js';
+import type { ApplyReport, DesiredState } from '../types.js';
+import { planShape, planState } from '../netfilter/plan.js';
+import { NetfilterDataplane, portsReport, type VerifyResult } from '../netfilter/dataplane.js';
 import { applyError } from '../netfilter/errors.js';
 import { run } from '../../util/exec.js';
 import { CommandError } from '../../util/errors.js';
-import { IP_CHAINS, TABLE, diffPorts, netChain, renderFull, renderPortDiff, renderRemoval } from './render.js';
+import { FAMILIES, IP_CHAINS, TABLE, diffPorts, netChain, renderFull, renderPortDiff, renderRemoval } from './render.js';
 
-export interface NftablesOptions {
-  /** Network namespace of the node (path); undefined = the current one. */
-  netns?: string | undefined;
-  /** Test seam: rewrite each nft script before it is applied (to inject a kernel-side failure). */
-  rewrite?: (text: string) => string;
+/** One `nft -f -`: one transaction. */
+async function nftScript(netns: string | undefined, script: string): Promise<void> {
+  await run('nft', ['-f', '-'], { netns, input: script });
 }
 
-export interface NftVerifyResult {
-  ok: boolean;
-  drift: string[];
+/** The families (ip, bridge) in which `table FAMILY bpfnet` exists. */
+async function ourTables(netns: string | undefined): Promise<string[]> {
+  const lines = (await run('nft', ['-t', 'list', 'tables'], { netns })).stdout.split('\n');
+  return FAMILIES.filter((f) => lines.includes(`table ${f} ${TABLE}`));
 }
 
-export class NftablesDataplane implements Dataplane {
+export class NftablesDataplane extends NetfilterDataplane {
   readonly mode = 'nftables' as const;
-  private last: { state: DesiredState; plan: Plan; shape: string } | undefined;
-  lastHost: HostReport | undefined;
   /** How the last apply was done: 'full' rewrite, 'ports' element diff, or 'none'. */
   lastKind: 'full' | 'ports' | 'none' = 'none';
-  /** Where the last apply spent its time (ms): planning (validation, diff), the nft transaction, host settings. */
-  lastTimings = { planMs: 0, kernelMs: 0, hostMs: 0 };
 
-  constructor(readonly opts: NftablesOptions = {}) {}
-
-  private async nft(script: string): Promise<void> {
-    const text = this.opts.rewrite ? this.opts.rewrite(script) : script;
-    await run('nft', ['-f', '-'], { netns: this.opts.netns, input: text });
+  private nft(script: string): Promise<void> {
+    return nftScript(this.opts.netns, this.rewritten(script));
   }
 
-  /** apply, reconcile and teardown run one at a time (the agent calls reconcile from a timer). */
-  private readonly queue = new SerialQueue();
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    return this.queue.run(fn);
-  }
-
-  apply(state: DesiredState): Promise<ApplyReport> {
-    return this.serial(() => this.applyNow(state));
-  }
-
-  private async applyNow(state: DesiredState): Promise<ApplyReport> {
+  protected async applyNow(state: DesiredState): Promise<ApplyReport> {
     const t0 = performance.now();
     const plan = planState(state); // bad input throws here, before anything is touched
     const shape = planShape(plan);
@@ -64,16 +45,11 @@ export class NftablesDataplane implements Dataplane {
     const diff = diffPorts(prev?.plan.ports ?? [], plan.ports);
     const t1 = performance.now();
     let kind: 'full' | 'ports' | 'none' = 'full';
-    if (prev && prev.shape === shape) {
+    if (prev?.shape === shape) {
       const script = renderPortDiff(diff);
       kind = script ? 'ports' : 'none';
-      if (script) {
-        try {
-          await this.nft(script);
-        } catch {
-          kind = 'full'; // our table was changed behind our back: rewrite it whole
-        }
-      }
+      // A refused diff: our table was changed behind our back, so rewrite it whole.
+      if (script) await this.nft(script).catch(() => (kind = 'full'));
     }
     if (kind === 'full') {
       try {
@@ -84,23 +60,18 @@ export class NftablesDataplane implements Dataplane {
     }
     const t2 = performance.now();
     // Devices only change with the shape; reconcile() re-checks them.
-    if (kind === 'full') this.lastHost = await ensureHostSettings(this.opts.netns, plan);
+    if (kind === 'full') await this.ensureHost(plan);
     this.lastTimings = { planMs: t1 - t0, kernelMs: t2 - t1, hostMs: performance.now() - t2 };
     this.last = { state, plan, shape };
     this.lastKind = kind;
-    return {
-      attached: [],
-      ports: { added: diff.add.length, updated: 0, removed: diff.remove.length },
-      addresses: { added: 0, removed: 0 },
-    };
+    return portsReport(diff.add.length, diff.remove.length);
   }
 
-  /** Both tables and every chain exist, with the element count of the port maps we wrote. */
-  async verify(): Promise<NftVerifyResult> {
+  /** Both tables and every chain exist, and table ip bpfnet has rules. */
+  async verify(): Promise<VerifyResult> {
     if (!this.last) return { ok: true, drift: [] };
-    const drift: string[] = [];
-    const { stdout } = await run('nft', ['-t', 'list', 'tables'], { netns: this.opts.netns });
-    for (const fam of ['ip', 'bridge']) if (!stdout.split('\n').includes(`table ${fam} ${TABLE}`)) drift.push(`table ${fam} ${TABLE} missing`);
+    const present = await ourTables(this.opts.netns);
+    const drift = FAMILIES.filter((f) => !present.includes(f)).map((f) => `table ${f} ${TABLE} missing`);
     if (drift.length === 0) {
       const chains = (await run('nft', ['-t', 'list', 'table', 'ip', TABLE], { netns: this.opts.netns })).stdout;
       const want = [...IP_CHAINS, ...this.last.plan.nets.map((n) => netChain(n.net.id))];
@@ -111,47 +82,20 @@ export class NftablesDataplane implements Dataplane {
     return { ok: drift.length === 0, drift };
   }
 
-  reconcile(): Promise<NftVerifyResult & { reapplied: boolean }> {
-    return this.serial(() => this.reconcileNow());
+  protected forceFullApply(): void {
+    this.last = undefined; // no last plan: the next apply rewrites both tables
   }
 
-  private async reconcileNow(): Promise<NftVerifyResult & { reapplied: boolean }> {
-    const v = await this.verify();
-    if (!this.last) return { ...v, reapplied: false };
-    if (v.ok) {
-      this.lastHost = await ensureHostSettings(this.opts.netns, this.last.plan);
-      return { ...v, reapplied: false };
-    }
-    const state = this.last.state;
-    this.last = undefined; // force a full rewrite
-    await this.applyNow(state);
-    return { ...v, reapplied: true };
-  }
-
-  teardown(state: DesiredState): Promise<void> {
-    return this.serial(() => this.teardownNow(state));
-  }
-
-  private async teardownNow(state: DesiredState): Promise<void> {
-    await removeNftables({ netns: this.opts.netns });
-    let devs: string[] = [];
-    try {
-      devs = planState(state).localnetDevs;
-    } catch {
-      devs = [];
-    }
-    resetHostSettings(this.opts.netns, devs);
-    this.last = undefined;
+  protected removeRules(): Promise<unknown> {
+    return removeNftables({ netns: this.opts.netns });
   }
 }
 
 /** Delete bpfnet's nft tables (and nothing else); no-op when absent or nft is not installed. */
 export async function removeNftables(opts: { netns?: string | undefined }): Promise<{ removed: boolean }> {
   try {
-    const { stdout } = await run('nft', ['-t', 'list', 'tables'], { netns: opts.netns });
-    const present = ['ip', 'bridge'].some((f) => stdout.split('\n').includes(`table ${f} ${TABLE}`));
-    if (!present) return { removed: false };
-    await run('nft', ['-f', '-'], { netns: opts.netns, input: renderRemoval() });
+    if ((await ourTables(opts.netns)).length === 0) return { removed: false };
+    await nftScript(opts.netns, renderRemoval());
     return { removed: true };
   } catch (e) {
     if (e instanceof CommandError && e.code === 'E_TOOL_MISSING') return { removed: false };

@@ -14,6 +14,8 @@ import { frontendKey, type NetPlan, type NetSel, type Plan } from '../netfilter/
 import type { PublishedPort } from '../types.js';
 
 export const TABLE = 'bpfnet';
+/** The families bpfnet has a table in. */
+export const FAMILIES = ['ip', 'bridge'] as const;
 
 /** Base and regular chains of `table ip bpfnet` (names avoid nft keywords). */
 export const IP_CHAINS = ['rawpre', 'natpre', 'natout', 'publish', 'natpost', 'filterfwd', 'filterin', 'filterout'] as const;
@@ -28,7 +30,7 @@ const notTo = (s: NetSel) => (s.kind === 'dev' ? `oifname != ${q(s.dev)}` : `ip 
 /** Map element keys and values, as nft prints them. */
 export const portKey = (p: Pick<PublishedPort, 'hostIp' | 'proto' | 'hostPort'>) =>
   p.hostIp === '0.0.0.0' ? `${p.proto} . ${p.hostPort}` : `${p.hostIp} . ${p.proto} . ${p.hostPort}`;
-export const portMap = (p: Pick<PublishedPort, 'hostIp'>) => (p.hostIp === '0.0.0.0' ? 'ports_any' : 'ports_addr');
+const portMap = (p: Pick<PublishedPort, 'hostIp'>) => (p.hostIp === '0.0.0.0' ? 'ports_any' : 'ports_addr');
 const portElem = (p: PublishedPort) => `${portKey(p)} : ${p.containerIp} . ${p.containerPort}`;
 
 function elements(items: string[]): string {
@@ -50,10 +52,9 @@ function ipTable(plan: Plan): string[] {
   out.push(`  map ports_any { type inet_proto . inet_service : ipv4_addr . inet_service;${elements(any.map(portElem))} }`);
   const hairpin = [...new Set(plan.endpoints.map((e) => e.ip))].map((ip) => `${ip} . ${ip}`);
   out.push(`  set hairpin { type ipv4_addr . ipv4_addr;${elements(hairpin)} }`);
-  const toNet = plan.nets.filter((n) => n.sel.kind === 'dev').map((n) => `${q((n.sel as { dev: string }).dev)} : jump ${netChain(n.net.id)}`);
+  const toNet = plan.nets.flatMap((n) => (n.sel.kind === 'dev' ? [`${q(n.sel.dev)} : jump ${netChain(n.net.id)}`] : []));
   out.push(`  map to_net { type ifname : verdict;${elements(toNet)} }`);
 
-  const netOf = new Map(plan.nets.map((n) => [n.net.id, n]));
   const raw: string[] = [];
   for (const n of plan.nets) {
     if (!n.internal) raw.push(`${from(n.sel)} ip daddr 127.0.0.0/8 drop`);
@@ -61,8 +62,7 @@ function ipTable(plan: Plan): string[] {
   }
   for (const e of plan.endpoints) {
     // Bridge ports are checked in the bridge table; routed veths are seen here.
-    const n = e.networkId !== undefined ? netOf.get(e.networkId) : undefined;
-    if (n?.sel.kind !== 'subnet') continue;
+    if (e.sel?.kind !== 'subnet') continue;
     raw.push(`iifname ${q(e.hostDev)} ip saddr != ${e.ip} drop`);
     if (e.mac) raw.push(`iifname ${q(e.hostDev)} ether saddr != ${e.mac} drop`);
   }
@@ -118,8 +118,7 @@ function netRules(n: NetPlan, nets: NetPlan[]): string[] {
 }
 
 function bridgeTable(plan: Plan): string[] {
-  const netOf = new Map(plan.nets.map((n) => [n.net.id, n]));
-  const ports = plan.endpoints.filter((e) => e.networkId !== undefined && netOf.get(e.networkId)?.sel.kind === 'dev');
+  const ports = plan.endpoints.filter((e) => e.sel?.kind === 'dev');
   const withMac = ports.filter((e) => e.mac);
   return [
     `table bridge ${TABLE} {`,
@@ -141,8 +140,8 @@ export function renderFull(plan: Plan): string {
 }
 
 /** Delete both tables, whether or not they exist (add is a no-op on an existing table). */
-export function removalLines(): string[] {
-  return [`table ip ${TABLE}`, `delete table ip ${TABLE}`, `table bridge ${TABLE}`, `delete table bridge ${TABLE}`];
+function removalLines(): string[] {
+  return FAMILIES.flatMap((f) => [`table ${f} ${TABLE}`, `delete table ${f} ${TABLE}`]);
 }
 
 export function renderRemoval(): string {
