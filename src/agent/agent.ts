@@ -9,7 +9,7 @@ import pino, { type Logger } from 'pino';
 import { Store } from '../state/store.js';
 import { NatGc } from '../dataplane/ebpf/gc.js';
 import { createDataplane, removeOtherModes, resolveAutoMode } from '../dataplane/select.js';
-import type { Dataplane, DataplaneMode } from '../dataplane/types.js';
+import type { DataplaneMode } from '../dataplane/types.js';
 import { EbpfDataplane } from '../dataplane/ebpf/dataplane.js';
 import { ensureBpffs } from '../loader/bpffs.js';
 import { Rtnl, sysctl } from '../netlink/index.js';
@@ -83,17 +83,14 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
   const devices = [...uplinks, ...store.networks().flatMap((n) => (n.bridgeName ? [n.bridgeName] : [])), ...store.endpoints().flatMap((e) => (e.hostIfName ? [e.hostIfName] : []))];
   const removed = await removeOtherModes(mode, { root: cfg.bpffsRoot, devices });
   if (removed.ebpf?.detached.length || removed.iptables?.removed || removed.nftables?.removed) log.info({ removed }, 'removed what another dataplane mode left');
-  const ebpf =
-    mode === 'ebpf'
-      ? new EbpfDataplane({
-          root: cfg.bpffsRoot,
-          mapSizes: cfg.mapSizes,
-          snatPorts: cfg.snatPorts,
-          xdp: cfg.xdp,
-          onMigrate: (m) => log.warn(m, m.kept ? 'BPF map resized; entries kept' : 'BPF map recreated with a new layout; its entries were dropped'),
-        })
-      : undefined;
-  const dataplane: Dataplane = ebpf ?? createDataplane(mode, {});
+  const dataplane = createDataplane(mode, {
+    root: cfg.bpffsRoot,
+    mapSizes: cfg.mapSizes,
+    snatPorts: cfg.snatPorts,
+    xdp: cfg.xdp,
+    onMigrate: (m) => log.warn(m, m.kept ? 'BPF map resized; entries kept' : 'BPF map recreated with a new layout; its entries were dropped'),
+  });
+  const ebpf = dataplane instanceof EbpfDataplane ? dataplane : undefined;
   await ebpf?.prepare();
   const registry = new DnsRegistry();
   const upstreams = upstreamNameservers(readResolvConf(cfg.resolvConf)).map((u) => ({ addr: u.addr }));

@@ -15,7 +15,7 @@
  *   route_localnet is reset on the given devices when leaving a netfilter
  *   mode for eBPF (it only makes sense with the DNAT rules that went away).
  */
-import { EbpfDataplane } from './ebpf/dataplane.js';
+import { EbpfDataplane, type EbpfOptions } from './ebpf/dataplane.js';
 import { IptablesDataplane, removeIptables, type IptablesOptions } from './iptables/dataplane.js';
 import { NftablesDataplane, removeNftables } from './nftables/dataplane.js';
 import { resetHostSettings } from './netfilter/host.js';
@@ -29,12 +29,10 @@ import { invalidArgument } from '../util/errors.js';
 export type DataplaneChoice = DataplaneMode | 'auto';
 export const DATAPLANE_MODES: readonly DataplaneMode[] = ['ebpf', 'iptables', 'nftables'];
 
-export interface DataplaneOptions {
-  /** Network namespace of the node (path); undefined = the current one. */
-  netns?: string | undefined;
+/** Options of every mode; the eBPF mode's own (map sizes, XDP, masquerade ports, ...) pass through. */
+export interface DataplaneOptions extends Omit<EbpfOptions, 'root'> {
   /** bpffs root of the eBPF mode's pins. */
   root?: string;
-  mapSizes?: Record<string, number>;
   iptablesBackend?: IptablesOptions['backend'];
 }
 
@@ -46,9 +44,9 @@ export function parseDataplaneChoice(s: string): DataplaneChoice {
 export function createDataplane(mode: DataplaneMode, opts: DataplaneOptions = {}): Dataplane {
   switch (mode) {
     case 'ebpf':
-      return new EbpfDataplane({ root: opts.root ?? DEFAULT_BPFFS_ROOT, netns: opts.netns, ...(opts.mapSizes ? { mapSizes: opts.mapSizes } : {}) });
+      return new EbpfDataplane({ ...opts, root: opts.root ?? DEFAULT_BPFFS_ROOT });
     case 'iptables':
-      return new IptablesDataplane({ netns: opts.netns, ...(opts.iptablesBackend ? { backend: opts.iptablesBackend } : {}) });
+      return new IptablesDataplane({ netns: opts.netns, backend: opts.iptablesBackend });
     case 'nftables':
       return new NftablesDataplane({ netns: opts.netns });
     default:
@@ -99,7 +97,7 @@ export async function removeOtherModes(keep: DataplaneMode, opts: RemoveOptions 
     await removeRoot(root);
     report.ebpf = { detached, root };
   }
-  if (keep !== 'iptables') report.iptables = await removeIptables({ netns: opts.netns, ...(opts.iptablesBackend ? { backend: opts.iptablesBackend } : {}) });
+  if (keep !== 'iptables') report.iptables = await removeIptables({ netns: opts.netns, backend: opts.iptablesBackend });
   if (keep !== 'nftables') report.nftables = await removeNftables({ netns: opts.netns });
   if (keep === 'ebpf') resetHostSettings(opts.netns, opts.devices ?? []);
   return report;

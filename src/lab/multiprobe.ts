@@ -7,6 +7,7 @@
  */
 import { connect } from 'node:net';
 import { createSocket } from 'node:dgram';
+import { pathToFileURL } from 'node:url';
 
 export interface Probe {
   proto: 'tcp' | 'udp';
@@ -80,4 +81,5 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(results)}\n`);
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) void main();
+// Run only as the script itself (probe.js imports probeOnce from here).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) void main();
