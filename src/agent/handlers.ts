@@ -3,7 +3,7 @@
  * protobuf shape. The records mirror the messages, so conversion is small.
  */
 import type { Messages, Network, Sandbox, Endpoint, PublishedPort, Counter } from '../api/generated/types.js';
-import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../model/types.js';
+import type { EndpointRecord, NetworkRecord, PortMapping, SandboxRecord } from '../model/types.js';
 import type { PortCounters } from '../dataplane/types.js';
 import type { CallContext, Handlers } from './server.js';
 import type { ModelService } from './service.js';
@@ -25,7 +25,7 @@ export function sandboxMsg(s: SandboxRecord): Sandbox {
 }
 
 export function endpointMsg(e: EndpointRecord): Endpoint {
-  return { ...e };
+  return { ...e, peerName: e.peerName ?? '' };
 }
 
 /** Inverse of the above, for the CLI (which renders Docker-shaped JSON from records). */
@@ -42,11 +42,13 @@ export function sandboxRec(s: Sandbox): SandboxRecord {
       : m?.kind === 'container'
         ? { kind: 'container', sandboxId: m.sandboxId }
         : { kind: (m?.kind ?? 'none') as 'host' | 'none' };
-  return { ...s, mode, ports: s.ports.map((p) => ({ ...p, proto: p.proto as 'tcp' | 'udp' })) } as SandboxRecord;
+  const { externalNetns, ...rest } = s;
+  return { ...rest, mode, ports: s.ports.map((p) => ({ ...p, proto: p.proto as 'tcp' | 'udp' })), ...(externalNetns ? { externalNetns: true } : {}) } as SandboxRecord;
 }
 
 export function endpointRec(e: Endpoint): EndpointRecord {
-  return { ...e };
+  const { peerName, ...rest } = e;
+  return { ...rest, ...(peerName ? { peerName } : {}) };
 }
 
 // ---- counters ------------------------------------------------------------------
@@ -115,6 +117,30 @@ async function publishedPorts(svc: ModelService, sandboxes: readonly SandboxReco
     }
   }
   return { counted: !!counters, ports: ports.sort(portOrder) };
+}
+
+/**
+ * Ports just published or withdrawn, as messages, without reading the whole
+ * desired state (publishing one more port stays O(1) at 50k published).
+ */
+function mappingMsgs(svc: ModelService, r: { sandbox: SandboxRecord; ports: PortMapping[]; backend?: { ip: string; networkId: string } }): PublishedPort[] {
+  const net = r.backend ? svc.store.network(r.backend.networkId) : undefined;
+  return r.ports.map((m) => ({
+    hostIp: m.hostIp,
+    hostPort: m.hostPort,
+    proto: m.proto,
+    containerIp: r.backend?.ip ?? '',
+    containerPort: m.containerPort,
+    sandboxId: r.sandbox.id,
+    sandboxName: r.sandbox.name,
+    networkId: r.backend?.networkId ?? '',
+    networkName: net?.name ?? '',
+    active: !!r.backend,
+    inactiveReason: r.backend ? '' : 'not programmed in the dataplane',
+    counted: false,
+    packets: 0,
+    bytes: 0,
+  }));
 }
 
 /** Named counters as messages, or undefined when the dataplane keeps none. */
@@ -197,6 +223,8 @@ export function handlers(svc: ModelService, info: { started: string; uplinks: st
       const s = await svc.removeSandbox(req.ref, req.force);
       return { ids: [s.id], names: [s.name] };
     },
+    PortPublish: async (req, ctx) => ({ dataplane: svc.dataplane.mode, counted: false, ports: mappingMsgs(svc, await svc.publishPorts(req.sandbox, req.publish, ctx)) }),
+    PortUnpublish: async (req) => ({ dataplane: svc.dataplane.mode, counted: false, ports: mappingMsgs(svc, await svc.unpublishPorts(req.sandbox, req.ports)) }),
     PortList: async (req, ctx) => {
       const sbs = req.sandbox ? [svc.sandbox(req.sandbox)] : svc.store.sandboxes();
       const r = await publishedPorts(svc, sbs, ctx);

@@ -86,6 +86,10 @@ export class Plumbing {
     this.rt.close();
   }
 
+  linkExists(name: string): boolean {
+    return this.rt.link(name) !== undefined;
+  }
+
   /** Refuse to adopt a device that exists and is not ours. */
   private ownedOrAbsent(name: string, alias: string): Link | undefined {
     const l = this.rt.link(name);
@@ -163,6 +167,11 @@ export class Plumbing {
 
   ensureSandboxNetns(sb: SandboxRecord): void {
     if (!sb.netnsPath || sb.mode.kind === 'container' || sb.mode.kind === 'host') return;
+    if (sb.externalNetns) {
+      // The engine's namespace: never made here (it made it, with its own lo).
+      if (!Plumbing.netnsAlive(sb.netnsPath)) throw new BpfnetError('E_NOT_FOUND', `the engine's network namespace ${sb.netnsPath} is gone`, { netnsPath: sb.netnsPath });
+      return;
+    }
     if (!Plumbing.netnsAlive(sb.netnsPath)) {
       if (existsSync(sb.netnsPath)) deleteNetns(sb.netnsPath);
       createNetns(sb.netnsPath);
@@ -175,8 +184,8 @@ export class Plumbing {
     }
   }
 
-  removeSandboxNetns(sb: Pick<SandboxRecord, 'netnsPath' | 'mode'>): void {
-    if (sb.mode.kind === 'container' || sb.mode.kind === 'host' || !sb.netnsPath) return;
+  removeSandboxNetns(sb: Pick<SandboxRecord, 'netnsPath' | 'mode' | 'externalNetns'>): void {
+    if (sb.mode.kind === 'container' || sb.mode.kind === 'host' || !sb.netnsPath || sb.externalNetns) return;
     deleteNetns(sb.netnsPath);
   }
 
@@ -208,6 +217,7 @@ export class Plumbing {
     if (existing && existing.alias !== alias) {
       throw new BpfnetError('E_CONFLICT', `device ${ep.hostIfName} exists and is not endpoint ${ep.id.slice(0, 12)}'s`, { dev: ep.hostIfName });
     }
+    if (ep.peerName) return this.ensureHandOffEndpoint(n, ep, existing);
     const rt = Rtnl.open(sb.netnsPath);
     try {
       let hostIndex: number;
@@ -250,6 +260,38 @@ export class Plumbing {
     }
   }
 
+  /**
+   * Docker's remote driver: both ends in the node namespace, the container end
+   * (peerName) unconfigured and down, for Docker to move, rename and address
+   * after Join. Once the pair exists it is left alone: the peer may be in the
+   * container already.
+   */
+  private ensureHandOffEndpoint(n: NetworkRecord, ep: EndpointRecord, existing: Link | undefined): EndpointLinkInfo {
+    let hostIndex = existing?.index;
+    let peerIndex = existing?.peerIndex ?? 0;
+    if (!existing) {
+      if (this.rt.link(ep.peerName!)) this.rt.deleteLink(ep.peerName!, { ifExists: true });
+      const r = this.rt.createVeth({
+        name: ep.hostIfName,
+        peerName: ep.peerName!,
+        mtu: n.mtu,
+        peerMac: ep.mac,
+        ...(n.driver === 'bridge' && n.bridgeName ? { master: n.bridgeName } : {}),
+        alias: epAlias(ep),
+        up: true,
+      });
+      hostIndex = r.index;
+      peerIndex = r.peerIndex;
+    }
+    if (n.driver === 'routed' && n.ipam) {
+      this.rt.addRoute({ dst: `${ep.ipv4}/32`, dev: ep.hostIfName, scope: 'link', protocol: RTPROT_BPFNET, replace: true });
+      sysctl(undefined, `net.ipv4.conf.${ep.hostIfName}.proxy_arp`, '1');
+      sysctl(undefined, `net.ipv4.conf.${ep.hostIfName}.forwarding`, '1');
+    }
+    this.ifindex.set(ep.hostIfName, hostIndex!);
+    return { hostIndex: hostIndex!, peerIndex, present: true };
+  }
+
   /** Removing the host side removes the pair (and the node's /32 route with it). */
   removeEndpoint(ep: Pick<EndpointRecord, 'id' | 'hostIfName'>): void {
     this.ifindex.delete(ep.hostIfName);
@@ -259,6 +301,8 @@ export class Plumbing {
 
   endpointLink(sb: SandboxRecord, ep: EndpointRecord): EndpointLinkInfo {
     const host = this.rt.link(ep.hostIfName);
+    // Handed off: the engine named the container end; the pair is whole while the host end has a peer.
+    if (ep.peerName) return { hostIndex: host?.index ?? 0, peerIndex: host?.peerIndex ?? 0, present: !!host && !!host.peerIndex };
     let peerIndex = 0;
     if (sb.netnsPath && Plumbing.netnsAlive(sb.netnsPath)) {
       const rt = Rtnl.open(sb.netnsPath);

@@ -10,14 +10,15 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { BpfnetError, invalidArgument } from '../util/errors.js';
 import type { Store } from '../state/store.js';
-import type { Dataplane, DesiredState } from '../dataplane/types.js';
+import { needsFullApply, type Dataplane, type DesiredState } from '../dataplane/types.js';
 import type { EndpointRecord, NetworkRecord, PortMapping, SandboxRecord, DriverName } from '../model/types.js';
 import { resolveIpam, allocateAddress, choosePool } from '../model/ipam.js';
-import { parsePortSpecs, allocatePorts, publishAll, takenBy, DEFAULT_EPHEMERAL, type IsTaken } from '../model/portspec.js';
+import { parsePortSpecs, allocatePorts, publishAll, takenBy, DEFAULT_EPHEMERAL, parseUnpublishSpec, type IsTaken } from '../model/portspec.js';
 import { describeSocket, portConflicts, readBoundSockets, type BoundSocket } from './listening.js';
-import { newId, resolveRef, macFromIpv4, hostVethName, bridgeDeviceName } from '../model/ids.js';
+import { newId, resolveRef, macFromIpv4, hostVethName, bridgeDeviceName, handOffPeerName } from '../model/ids.js';
 import { validateName, validateDeviceName, validateHostname, parseBridgeOptions, validateDnsServer } from '../model/names.js';
-import { desiredDataplaneState, type ModelDesiredState } from '../model/desired.js';
+import { desiredDataplaneState, sandboxPorts, type ModelDesiredState } from '../model/desired.js';
+import { parseMac } from '../netlink/ipv4.js';
 import type { AgentConfig } from './config.js';
 import { Plumbing, epAlias, netAlias } from './plumbing.js';
 import { writeSandboxFiles, removeSandboxFiles } from './files.js';
@@ -65,7 +66,8 @@ export class ModelService {
    * as its endpoints now are; removed when it has no user-defined network.
    */
   async syncDns(sb: SandboxRecord, eps: EndpointRecord[] = this.store.endpoints({ sandboxId: sb.id })): Promise<void> {
-    if (!this.dns || sb.mode.kind !== 'bridge') return;
+    // An engine's sandbox (CNI, Docker) gets its DNS from the engine.
+    if (!this.dns || sb.mode.kind !== 'bridge' || sb.externalNetns) return;
     const nets = this.dnsNetworks(eps);
     if (!nets.length) {
       await this.dropDns(sb.id);
@@ -117,10 +119,14 @@ export class ModelService {
       uplinks: this.node.uplinks,
       nodeAddresses: this.nodeAddresses(addrs),
     });
-    // ifindexes let the dataplane skip devices it already attached to.
-    d.endpoints = d.endpoints.map((e) => {
+    // ifindexes let the dataplane skip devices it already attached to. An
+    // engine's endpoint whose device is gone (its container died before the
+    // engine told us) is left out until the engine removes it.
+    const external = new Set(this.store.endpoints().filter((e) => this.store.sandbox(e.sandboxId)?.externalNetns).map((e) => e.hostIfName));
+    d.endpoints = d.endpoints.flatMap((e) => {
       const i = this.plumbing.indexOf(e.hostDev);
-      return i === undefined ? e : { ...e, ifindex: i };
+      if (i === undefined) return external.has(e.hostDev) ? [] : [e];
+      return [{ ...e, ifindex: i }];
     });
     d.uplinkIndex = Object.fromEntries(d.uplinks.flatMap((u) => {
       const i = this.plumbing.indexOf(u);
@@ -331,6 +337,7 @@ export class ModelService {
     if (mode.kind !== 'bridge' && (req.ipv4 || req.aliases.length)) {
       throw invalidArgument(`--ip and --alias need a bridge or routed network, not network mode "${target}"`);
     }
+    const engine = this.engineOptions(req, mode.kind, target);
 
     // Ports: parse every spec before anything else; allocate against the store.
     let ports: PortMapping[] = [];
@@ -341,14 +348,10 @@ export class ModelService {
       // A host port is taken by another mapping or by a socket on the node
       // (a listening TCP socket, a bound UDP one), as a bind would find it.
       const sockets = requests.length || req.publishAll ? await this.nodeSockets() : [];
-      const isTaken = (existing: PortMapping[]): IsTaken => {
-        const byMapping = takenBy(existing);
-        return (hostIp, proto, port) => byMapping(hostIp, proto, port) || portConflicts(sockets, hostIp, port, proto).length > 0;
-      };
-      const ctx = { defaultHostIp: net.hostBindingIpv4, ephemeral: this.ephemeral(), isTaken: isTaken(this.store.ports()) };
+      const ctx = { defaultHostIp: net.hostBindingIpv4, ephemeral: this.ephemeral(), isTaken: this.isTaken(sockets) };
       try {
         ports = allocatePorts(requests, ctx);
-        if (req.publishAll) ports = [...ports, ...publishAll(req.expose, { ...ctx, isTaken: isTaken([...this.store.ports(), ...ports]) }, ports)];
+        if (req.publishAll) ports = [...ports, ...publishAll(req.expose, { ...ctx, isTaken: this.isTaken(sockets, ports) }, ports)];
       } catch (e) {
         throw withSocketHint(e, sockets);
       }
@@ -363,16 +366,17 @@ export class ModelService {
       mode,
       hostname: req.hostname || (joined ? joined.hostname : id.slice(0, 12)),
       dns: req.dns,
-      netnsPath: mode.kind === 'host' ? '' : joined ? joined.netnsPath : this.plumbing.netnsPath(id),
+      netnsPath: mode.kind === 'host' ? '' : joined ? joined.netnsPath : engine ? engine.netnsPath : this.plumbing.netnsPath(id),
       ports,
       exposed: req.expose,
       labels: req.labels ?? {},
+      ...(engine ? { externalNetns: true as const } : {}),
     };
     let ep: EndpointRecord | undefined;
     const t0 = performance.now();
     this.store.tx(() => {
       this.store.putSandbox(sb);
-      if (mode.kind === 'bridge' && net) ep = this.newEndpoint(net, sb, req.ipv4, req.aliases);
+      if (mode.kind === 'bridge' && net) ep = this.newEndpoint(net, sb, req.ipv4, req.aliases, engine);
     });
     crashPoint('sandbox-recorded');
     const t1 = performance.now();
@@ -402,7 +406,7 @@ export class ModelService {
   }
 
   /** Allocates address, names and MAC; must run inside a store transaction. */
-  private newEndpoint(net: NetworkRecord, sb: SandboxRecord, ipv4: string | undefined, aliases: string[]): EndpointRecord {
+  private newEndpoint(net: NetworkRecord, sb: SandboxRecord, ipv4: string | undefined, aliases: string[], engine?: EngineOptions): EndpointRecord {
     if (!net.ipam) throw invalidArgument(`network ${net.name} has no addresses to give`);
     const ip = allocateAddress(net.ipam, this.store.usedAddresses(net.id), ipv4 || undefined, { network: net.name });
     const mine = this.store.endpoints({ sandboxId: sb.id });
@@ -414,9 +418,10 @@ export class ModelService {
       id,
       networkId: net.id,
       sandboxId: sb.id,
-      ifName: `eth${i}`,
+      ifName: engine?.ifName ?? `eth${i}`,
       hostIfName: hostVethName(id),
-      mac: macFromIpv4(ip),
+      ...(engine?.handOff ? { peerName: handOffPeerName(id) } : {}),
+      mac: engine?.mac ?? macFromIpv4(ip),
       ipv4: ip,
       prefixLen: net.driver === 'routed' ? 32 : Number(net.ipam.subnet.split('/')[1]),
       aliases,
@@ -435,7 +440,8 @@ export class ModelService {
       if (!net) throw new BpfnetError('E_STATE', `endpoint ${ep.id} refers to missing network ${ep.networkId}`);
       this.plumbing.ensureEndpoint(net, sb, ep);
     }
-    if (sb.mode.kind === 'bridge' || sb.mode.kind === 'none') this.syncDefaultRoute(sb, eps);
+    // Hand-off endpoints are configured inside by the engine (Docker: from Join's Gateway).
+    if ((sb.mode.kind === 'bridge' || sb.mode.kind === 'none') && !eps.some((e) => e.peerName)) this.syncDefaultRoute(sb, eps);
     this.writeFiles(sb, eps);
   }
 
@@ -457,7 +463,7 @@ export class ModelService {
   }
 
   writeFiles(sb: SandboxRecord, eps: EndpointRecord[] = this.store.endpoints({ sandboxId: sb.id })): void {
-    if (sb.mode.kind === 'host' || sb.mode.kind === 'container') return;
+    if (sb.mode.kind === 'host' || sb.mode.kind === 'container' || sb.externalNetns) return;
     const nets = eps.map((e) => this.store.network(e.networkId)).filter((n): n is NetworkRecord => !!n);
     writeSandboxFiles(this.cfg, sb, eps, nets, this.hostResolvConf());
   }
@@ -468,6 +474,14 @@ export class ModelService {
     if (joiners.length && !force) {
       throw new BpfnetError('E_CONFLICT', `sandbox ${sb.name} shares its network namespace with ${joiners.map((j) => j.name).join(', ')}; remove them first or pass --force`);
     }
+    await this.forgetSandbox(sb);
+    await this.program();
+    this.log.info({ sandbox: sb.name, id: sb.id.slice(0, 12) }, 'sandbox removed');
+    return sb;
+  }
+
+  /** Records, DNS, devices, namespace (ours only) and files of one sandbox; the caller programs the dataplane. */
+  private async forgetSandbox(sb: SandboxRecord): Promise<void> {
     const eps = this.store.endpoints({ sandboxId: sb.id });
     this.store.tx(() => {
       for (const e of eps) this.store.deleteEndpoint(e.id);
@@ -477,9 +491,122 @@ export class ModelService {
     for (const e of eps) this.plumbing.removeEndpoint(e);
     this.plumbing.removeSandboxNetns(sb);
     removeSandboxFiles(this.cfg, sb.id);
+  }
+
+  // ---- container engines (CNI, Docker's remote driver) ---------------------------
+
+  /** The engine fields of a SandboxCreate, checked; undefined for bpfnet's own sandboxes. */
+  private engineOptions(req: Req<'SandboxCreateRequest'>, mode: SandboxRecord['mode']['kind'], target: string): EngineOptions | undefined {
+    const given = req.netnsPath !== undefined || req.ifName !== undefined || req.mac !== undefined || req.handOff;
+    if (!given) return undefined;
+    if (mode !== 'bridge') throw invalidArgument(`netns_path, if_name, mac and hand_off need a bridge or routed network, not network mode "${target}"`);
+    const netnsPath = req.netnsPath ?? '';
+    if (!req.handOff) {
+      if (!netnsPath) throw invalidArgument('if_name and mac need netns_path: the engine\'s network namespace to plumb into (or hand_off to leave the device to the engine)');
+      if (!Plumbing.netnsAlive(netnsPath)) throw new BpfnetError('E_NOT_FOUND', `netns_path ${netnsPath} is not a network namespace (a mounted nsfs file such as /run/netns/NAME or /proc/PID/ns/net)`, { netnsPath });
+    }
+    if (req.ifName !== undefined) validateDeviceName(req.ifName, 'if_name');
+    if (req.mac !== undefined) {
+      const b = parseMac(req.mac);
+      if (b[0]! & 1 || b.every((x) => x === 0)) throw invalidArgument(`mac ${req.mac} is not a unicast address; use one like 02:42:ac:11:00:02`);
+    }
+    return {
+      netnsPath,
+      handOff: req.handOff,
+      ...(req.ifName !== undefined ? { ifName: req.ifName } : {}),
+      ...(req.mac !== undefined ? { mac: req.mac.toLowerCase() } : {}),
+    };
+  }
+
+  /** An engine's sandbox still has its namespace (or, handed off, its host device). */
+  private engineSandboxAlive(sb: SandboxRecord): boolean {
+    const eps = this.store.endpoints({ sandboxId: sb.id });
+    if (eps.some((e) => e.peerName)) return eps.every((e) => this.plumbing.linkExists(e.hostIfName));
+    return Plumbing.netnsAlive(sb.netnsPath);
+  }
+
+  // ---- publishing on an existing sandbox -------------------------------------------
+
+  /** A host binding is taken by a published port or a node socket (and by `also`, chosen in the same call). */
+  private isTaken(sockets: BoundSocket[], also: PortMapping[] = []): IsTaken {
+    const mine = takenBy(also);
+    return (hostIp, proto, port) => this.store.portTaken(hostIp, proto, port) || mine(hostIp, proto, port) || portConflicts(sockets, hostIp, port, proto).length > 0;
+  }
+
+  /**
+   * Publish more ports on a sandbox (-p grammar). O(change): the store's
+   * port index answers conflicts, only this sandbox's ports are derived, and
+   * the dataplane gets the change alone (applyPorts), so one more port with
+   * 50k published costs one map write in eBPF mode.
+   */
+  async publishPorts(ref: string, specs: string[], w: ChangeWarnings): Promise<PublishResult> {
+    const sb = this.sandbox(ref);
+    if (!specs.length) throw invalidArgument('nothing to publish: give at least one -p spec, e.g. 8080:80/tcp');
+    const requests = parsePortSpecs(specs);
+    if (sb.mode.kind === 'container') throw invalidArgument(`sandbox ${sb.name} shares the network of sandbox ${sb.mode.sandboxId.slice(0, 12)}; publish on that one`);
+    if (sb.mode.kind !== 'bridge') throw invalidArgument(`sandbox ${sb.name} uses network mode ${sb.mode.kind}, where Docker publishes no ports`);
+    const net = this.store.network(sb.mode.network);
+    if (!net) throw new BpfnetError('E_STATE', `sandbox ${sb.name} refers to missing network ${sb.mode.network}`);
+    const sockets = await this.nodeSockets();
+    let ports: PortMapping[];
+    try {
+      ports = allocatePorts(requests, { defaultHostIp: net.hostBindingIpv4, ephemeral: this.ephemeral(), isTaken: this.isTaken(sockets) });
+    } catch (e) {
+      throw withSocketHint(e, sockets);
+    }
+    this.store.tx(() => this.store.addPorts(sb.id, ports));
+    try {
+      const r = await this.programPorts(sb, ports, []);
+      if (!r.backend) w.warn(`published, but not programmed: ${r.reason ?? 'the sandbox has no endpoint on a non-internal network'}`);
+      this.log.info({ sandbox: sb.name, ports: ports.length }, 'ports published');
+      return { sandbox: this.store.sandbox(sb.id) ?? sb, ports, ...(r.backend ? { backend: r.backend } : {}) };
+    } catch (e) {
+      this.store.tx(() => this.store.removePorts(sb.id, ports));
+      throw e;
+    }
+  }
+
+  /** Withdraw published ports of a sandbox: HOSTPORT[-END][/PROTO] or HOSTIP:HOSTPORT[-END][/PROTO]. */
+  async unpublishPorts(ref: string, specs: string[]): Promise<PublishResult> {
+    const sb = this.sandbox(ref);
+    if (!specs.length) throw invalidArgument('nothing to unpublish: give at least one port, e.g. 8080/tcp or 127.0.0.1:8080/udp');
+    const wanted = specs.map(parseUnpublishSpec);
+    const gone: PortMapping[] = [];
+    for (const u of wanted) {
+      const hit = sb.ports.filter((m) => m.proto === u.proto && m.hostPort >= u.start && m.hostPort <= u.end && (u.hostIp === undefined || m.hostIp === u.hostIp));
+      if (!hit.length) throw new BpfnetError('E_NOT_FOUND', `sandbox ${sb.name} has no published port ${u.spec}; \`bpfnet port ${sb.name}\` lists its ports`, { spec: u.spec });
+      for (const m of hit) if (!gone.includes(m)) gone.push(m);
+    }
+    this.store.tx(() => this.store.removePorts(sb.id, gone));
+    try {
+      const r = await this.programPorts(sb, [], gone);
+      this.log.info({ sandbox: sb.name, ports: gone.length }, 'ports unpublished');
+      return { sandbox: this.store.sandbox(sb.id) ?? sb, ports: gone, ...(r.backend ? { backend: r.backend } : {}) };
+    } catch (e) {
+      this.store.tx(() => this.store.addPorts(sb.id, gone));
+      throw e;
+    }
+  }
+
+  /** This sandbox's change to the dataplane's ports: applyPorts where the mode has it, else the whole state. */
+  private async programPorts(sb: SandboxRecord, add: PortMapping[], remove: PortMapping[]): Promise<{ backend?: { ip: string; networkId: string }; reason?: string }> {
+    const netById = new Map(this.store.networks().map((n) => [n.id, n]));
+    const eps = this.store.endpoints({ sandboxId: sb.id });
+    const added = sandboxPorts(sb, eps, netById, add);
+    const removed = sandboxPorts(sb, eps, netById, remove);
+    const backend = added.target ?? removed.target;
+    const out = { ...(backend ? { backend: { ip: backend.ipv4, networkId: backend.networkId } } : {}), ...(added.skipped[0] ? { reason: added.skipped[0].reason } : {}) };
+    if (!added.ports.length && !removed.ports.length) return out;
+    if (this.dataplane.applyPorts) {
+      try {
+        await this.dataplane.applyPorts({ add: added.ports, remove: removed.ports });
+        return out;
+      } catch (e) {
+        if (!needsFullApply(e)) throw e;
+      }
+    }
     await this.program();
-    this.log.info({ sandbox: sb.name, id: sb.id.slice(0, 12) }, 'sandbox removed');
-    return sb;
+    return out;
   }
 
   // ---- connect / disconnect ----------------------------------------------------
@@ -570,6 +697,13 @@ export class ModelService {
         }
         continue;
       }
+      if (sb.externalNetns && !this.engineSandboxAlive(sb)) {
+        // The engine's container went while we were down; its DEL/Leave will find nothing to do.
+        this.log.warn({ sandbox: sb.name, netns: sb.netnsPath }, 'reconcile: the engine\'s namespace or device is gone; removing the sandbox');
+        await this.forgetSandbox(sb);
+        removed++;
+        continue;
+      }
       const before = Plumbing.netnsAlive(sb.netnsPath);
       this.plumbSandbox(sb);
       await this.syncDns(sb);
@@ -586,6 +720,21 @@ export class ModelService {
       this.log.error({ err: (e as Error).message, what }, 'rollback step failed; reconcile will finish it at the next start');
     }
   }
+}
+
+interface EngineOptions {
+  /** '' for a hand-off endpoint whose namespace the engine did not say. */
+  netnsPath: string;
+  handOff: boolean;
+  ifName?: string;
+  mac?: string;
+}
+
+export interface PublishResult {
+  sandbox: SandboxRecord;
+  ports: PortMapping[];
+  /** Where the ports go, when they are programmed. */
+  backend?: { ip: string; networkId: string };
 }
 
 /** A host port refused because a node socket holds it says which socket. */

@@ -15,6 +15,8 @@ export const METHODS = {
   SandboxInspect: { req: 'Ref', res: 'SandboxDetail' },
   SandboxRemove: { req: 'Ref', res: 'Removed' },
   PortList: { req: 'PortListRequest', res: 'PortList' },
+  PortPublish: { req: 'PortPublishRequest', res: 'PortList' },
+  PortUnpublish: { req: 'PortUnpublishRequest', res: 'PortList' },
   Counters: { req: 'Empty', res: 'Counters' },
 } as const satisfies Record<string, { req: keyof Messages; res: keyof Messages }>;
 

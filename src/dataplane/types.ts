@@ -97,9 +97,43 @@ export interface PortCounters {
   bytes: bigint;
 }
 
+import { BpfnetError } from '../util/errors.js';
+
+/** applyPorts before any apply: nothing to change ports in; the caller applies the whole state instead. */
+export function noAppliedState(mode: DataplaneMode): BpfnetError {
+  return new BpfnetError('E_STATE', `the ${mode} dataplane has no applied state to change ports in yet; apply the whole state first`, { needsFullApply: true });
+}
+
+export function needsFullApply(e: unknown): boolean {
+  return e instanceof BpfnetError && (e.details as { needsFullApply?: boolean } | undefined)?.needsFullApply === true;
+}
+
+/** Published ports to add and withdraw, relative to the last apply. */
+export interface PortChange {
+  add: PublishedPort[];
+  remove: Pick<PublishedPort, 'hostIp' | 'hostPort' | 'proto'>[];
+}
+
+const frontendId = (p: Pick<PublishedPort, 'hostIp' | 'hostPort' | 'proto'>): string => `${p.hostIp}|${p.proto}|${p.hostPort}`;
+
+/** The ports after a change, in desiredDataplaneState's order: applyPorts(c) must equal apply(state with these ports). */
+export function withPortChange(ports: readonly PublishedPort[], c: PortChange): PublishedPort[] {
+  const gone = new Set([...c.remove, ...c.add].map(frontendId));
+  return [...ports.filter((p) => !gone.has(frontendId(p))), ...c.add].sort(
+    (a, b) => (a.hostIp < b.hostIp ? -1 : a.hostIp > b.hostIp ? 1 : 0) || a.proto.localeCompare(b.proto) || a.hostPort - b.hostPort,
+  );
+}
+
 export interface Dataplane {
   readonly mode: DataplaneMode;
   apply(state: DesiredState): Promise<ApplyReport>;
+  /**
+   * Only published ports changed since the last apply: the same result as
+   * apply() with the ports changed, in O(change) where the mode can. Throws
+   * (changing nothing) when it has no last apply to build on; the caller then
+   * applies the whole state.
+   */
+  applyPorts?(change: PortChange): Promise<ApplyReport>;
   /** Remove everything this dataplane installed (and nothing else). */
   teardown(state: DesiredState): Promise<void>;
   /** Per-published-port counters, when the mode keeps them. */

@@ -73,6 +73,53 @@ export function dataplaneNetwork(n: NetworkRecord, id: number): DataplaneNetwork
 }
 
 /**
+ * The endpoint a sandbox's published ports go to: its first (in attach order:
+ * eth0, eth1, ...) with an address on a network that is not internal.
+ */
+export function publishTarget(sandboxEndpoints: readonly EndpointRecord[], netById: ReadonlyMap<string, NetworkRecord>): EndpointRecord | undefined {
+  return sandboxEndpoints
+    .filter((e) => e.ipv4 !== '')
+    .sort(byAttachOrder)
+    .find((e) => {
+      const n = netById.get(e.networkId);
+      return !!n && !n.internal;
+    });
+}
+
+/**
+ * One sandbox's part of the desired ports (see desiredDataplaneState), from
+ * its own endpoints: publishing on one sandbox recomputes only that sandbox.
+ * `mappings` defaults to all of its ports.
+ */
+export function sandboxPorts(
+  sb: SandboxRecord,
+  sandboxEndpoints: readonly EndpointRecord[],
+  netById: ReadonlyMap<string, NetworkRecord>,
+  mappings: readonly SandboxRecord['ports'][number][] = sb.ports,
+): { ports: PublishedPort[]; skipped: SkippedPort[]; target?: EndpointRecord } {
+  const ports: PublishedPort[] = [];
+  const skipped: SkippedPort[] = [];
+  const skip = (m: SandboxRecord['ports'][number], reason: string) =>
+    skipped.push({ sandboxId: sb.id, hostIp: m.hostIp, hostPort: m.hostPort, containerPort: m.containerPort, proto: m.proto, reason });
+  if (mappings.length === 0) return { ports, skipped };
+  if (sb.mode.kind === 'host' || sb.mode.kind === 'none') {
+    for (const m of mappings) skip(m, `${sb.mode.kind} networking publishes no ports`);
+    return { ports, skipped };
+  }
+  if (sb.mode.kind === 'container') {
+    for (const m of mappings) skip(m, `the sandbox shares sandbox ${sb.mode.sandboxId}'s network; publish on that one`);
+    return { ports, skipped };
+  }
+  const target = publishTarget(sandboxEndpoints, netById);
+  for (const m of mappings) {
+    if (!target) skip(m, 'the sandbox has no endpoint on a non-internal network');
+    else if (m.proto !== 'tcp' && m.proto !== 'udp') skip(m, `${m.proto} is not translated by bpfnet's dataplanes (tcp and udp only)`);
+    else ports.push({ hostIp: m.hostIp, hostPort: m.hostPort, proto: m.proto, containerIp: target.ipv4, containerPort: m.containerPort });
+  }
+  return { ports, skipped, ...(target ? { target } : {}) };
+}
+
+/**
  * The dataplane's desired state:
  * - endpoints: every endpoint's host-side veth (sorted);
  * - ports: each sandbox's published tcp/udp ports, to the address of its
@@ -92,37 +139,17 @@ export function desiredDataplaneState(
   const netById = new Map(networks.map((n) => [n.id, n]));
   const skipped: SkippedPort[] = [];
   const ports: PublishedPort[] = [];
-  const skip = (sb: SandboxRecord, m: SandboxRecord['ports'][number], reason: string) =>
-    skipped.push({ sandboxId: sb.id, hostIp: m.hostIp, hostPort: m.hostPort, containerPort: m.containerPort, proto: m.proto, reason });
 
+  const epsBySandbox = new Map<string, EndpointRecord[]>();
+  for (const e of endpoints) {
+    const l = epsBySandbox.get(e.sandboxId);
+    if (l) l.push(e);
+    else epsBySandbox.set(e.sandboxId, [e]);
+  }
   for (const sb of [...sandboxes].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
-    if (sb.ports.length === 0) continue;
-    if (sb.mode.kind === 'host' || sb.mode.kind === 'none') {
-      for (const m of sb.ports) skip(sb, m, `${sb.mode.kind} networking publishes no ports`);
-      continue;
-    }
-    if (sb.mode.kind === 'container') {
-      for (const m of sb.ports) skip(sb, m, `the sandbox shares sandbox ${sb.mode.sandboxId}'s network; publish on that one`);
-      continue;
-    }
-    const target = endpoints
-      .filter((e) => e.sandboxId === sb.id && e.ipv4 !== '')
-      .sort(byAttachOrder)
-      .find((e) => {
-        const n = netById.get(e.networkId);
-        return !!n && !n.internal;
-      });
-    for (const m of sb.ports) {
-      if (!target) {
-        skip(sb, m, 'the sandbox has no endpoint on a non-internal network');
-        continue;
-      }
-      if (m.proto !== 'tcp' && m.proto !== 'udp') {
-        skip(sb, m, `${m.proto} is not translated by bpfnet's dataplanes (tcp and udp only)`);
-        continue;
-      }
-      ports.push({ hostIp: m.hostIp, hostPort: m.hostPort, proto: m.proto, containerIp: target.ipv4, containerPort: m.containerPort });
-    }
+    const r = sandboxPorts(sb, epsBySandbox.get(sb.id) ?? [], netById);
+    for (const p of r.ports) ports.push(p);
+    for (const k of r.skipped) skipped.push(k);
   }
   ports.sort((a, b) => (a.hostIp < b.hostIp ? -1 : a.hostIp > b.hostIp ? 1 : 0) || a.proto.localeCompare(b.proto) || a.hostPort - b.hostPort);
 

@@ -95,6 +95,12 @@ export function hostVethName(endpointId: string): string {
   return VETH_PREFIX + hexOf(endpointId, 8, 'endpoint id');
 }
 
+/** Hand-off endpoints: the container end's name in the node namespace until the engine moves it. */
+export const PEER_PREFIX = 'bpp';
+export function handOffPeerName(endpointId: string): string {
+  return PEER_PREFIX + hexOf(endpointId, 8, 'endpoint id');
+}
+
 /** Bridge device name: "bn-" + the first 12 hex of the network id (15 characters, the kernel's maximum). */
 export function bridgeDeviceName(networkId: string): string {
   return BRIDGE_PREFIX + hexOf(networkId, 12, 'network id');

@@ -158,6 +158,26 @@ export function parsePortSpec(spec: string): PortRequest[] {
   return out;
 }
 
+/** A published port to withdraw: host IP (any when absent), host port range, protocol. */
+export interface UnpublishSpec {
+  spec: string;
+  hostIp?: string;
+  start: number;
+  end: number;
+  proto: PortProto;
+}
+
+/** Parse "8080", "8080/udp", "8080-8090/tcp" or "127.0.0.1:8080/tcp" (host side of a -p spec). */
+export function parseUnpublishSpec(spec: string): UnpublishSpec {
+  const raw = spec.trim();
+  const colon = raw.lastIndexOf(':');
+  if (raw === '' || raw.split(':').length > 2) throw invalid(`invalid port "${spec}" to unpublish; expected [HOSTIP:]HOSTPORT[-END][/tcp|udp], e.g. 8080/tcp or 127.0.0.1:8080`, { spec });
+  const [portStr, proto] = splitProto(colon < 0 ? raw : raw.slice(colon + 1), spec);
+  const hostIp = colon < 0 ? undefined : parseHostIp(raw.slice(0, colon), spec);
+  const r = parseRange(portStr, 'host port', spec, false);
+  return { spec: raw, ...(hostIp !== undefined ? { hostIp } : {}), start: r.start, end: r.end, proto };
+}
+
 /** Parse several -p values. */
 export function parsePortSpecs(specs: string[]): PortRequest[] {
   return specs.flatMap(parsePortSpec);
@@ -184,9 +204,47 @@ export function bindingsConflict(a: { hostIp: string; proto: string; hostPort: n
   return a.proto === b.proto && a.hostPort === b.hostPort && (a.hostIp === b.hostIp || a.hostIp === '0.0.0.0' || b.hostIp === '0.0.0.0');
 }
 
+type Binding = Pick<PortMapping, 'hostIp' | 'hostPort' | 'proto'>;
+
+/**
+ * Bindings indexed by protocol and port, so a conflict check (bindingsConflict's
+ * rules) costs O(1) however many ports are published: allocating a range of
+ * 50k ports must not be quadratic.
+ */
+export class PortIndex {
+  private readonly ips = new Map<string, string[]>();
+
+  constructor(bindings: Iterable<Binding> = []) {
+    for (const b of bindings) this.add(b);
+  }
+
+  add(b: Binding): void {
+    const k = `${b.proto}/${b.hostPort}`;
+    const l = this.ips.get(k);
+    if (l) l.push(b.hostIp);
+    else this.ips.set(k, [b.hostIp]);
+  }
+
+  delete(b: Binding): void {
+    const k = `${b.proto}/${b.hostPort}`;
+    const l = this.ips.get(k);
+    const i = l ? l.indexOf(b.hostIp) : -1;
+    if (!l || i < 0) return;
+    l.splice(i, 1);
+    if (!l.length) this.ips.delete(k);
+  }
+
+  conflicts(hostIp: string, proto: string, hostPort: number): boolean {
+    const l = this.ips.get(`${proto}/${hostPort}`);
+    if (!l) return false;
+    return hostIp === '0.0.0.0' || l.some((ip) => ip === hostIp || ip === '0.0.0.0');
+  }
+}
+
 /** An isTaken callback over existing mappings, with wildcard semantics. */
-export function takenBy(existing: readonly Pick<PortMapping, 'hostIp' | 'hostPort' | 'proto'>[]): IsTaken {
-  return (hostIp, proto, port) => existing.some((m) => bindingsConflict(m, { hostIp, proto, hostPort: port }));
+export function takenBy(existing: Iterable<Binding>): IsTaken {
+  const idx = new PortIndex(existing);
+  return (hostIp, proto, port) => idx.conflicts(hostIp, proto, port);
 }
 
 function nextFree(isFree: (p: number) => boolean, from: number): number | undefined {
@@ -210,8 +268,8 @@ export function allocatePorts(requests: PortRequest[], ctx: AllocateContext): Po
     throw invalid(`default host IP "${ctx.defaultHostIp}" is not an IPv4 address; set com.docker.network.bridge.host_binding_ipv4 to an IPv4 address such as 0.0.0.0`);
   }
   const chosen: PortMapping[] = [];
-  const taken = (hostIp: string, proto: PortProto, port: number) =>
-    ctx.isTaken(hostIp, proto, port) || chosen.some((m) => bindingsConflict(m, { hostIp, proto, hostPort: port }));
+  const chosenIdx = new PortIndex();
+  const taken = (hostIp: string, proto: PortProto, port: number) => ctx.isTaken(hostIp, proto, port) || chosenIdx.conflicts(hostIp, proto, port);
 
   for (const r of requests) {
     const hostIp = r.hostIp ?? formatIpv4(defaultIp);
@@ -249,7 +307,9 @@ export function allocatePorts(requests: PortRequest[], ctx: AllocateContext): Po
         }
       }
     }
-    chosen.push({ hostIp, hostPort, containerPort: r.containerPort, proto: r.proto });
+    const m: PortMapping = { hostIp, hostPort, containerPort: r.containerPort, proto: r.proto };
+    chosen.push(m);
+    chosenIdx.add(m);
   }
   return chosen;
 }

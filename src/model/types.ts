@@ -86,6 +86,12 @@ export interface SandboxRecord {
   /** Exposed ports ("80/tcp") as given by --expose. */
   exposed: string[];
   labels: Record<string, string>;
+  /**
+   * netnsPath is a container engine's namespace (CNI_NETNS, Docker's
+   * SandboxKey): bpfnet plumbs into it but never creates or deletes it, and
+   * leaves its /etc files and DNS to the engine.
+   */
+  externalNetns?: true;
 }
 
 export interface EndpointRecord {
@@ -103,4 +109,10 @@ export interface EndpointRecord {
   prefixLen: number;
   aliases: string[];
   created: string;
+  /**
+   * Hand-off endpoints (Docker's remote driver): the container end is created
+   * in the node namespace under this name, unconfigured, and the engine moves
+   * it into the sandbox and names/configures it there.
+   */
+  peerName?: string;
 }

@@ -9,12 +9,20 @@
  * be lost but the database stays consistent, and the kernel side is rebuilt
  * from it anyway. Uniqueness (names, addresses, host ports) is enforced by the
  * schema, so two racing changes can never both land.
+ *
+ * The agent is the database's only writer, so every record is also kept in
+ * memory (parsed once, at open): reads cost no SQL and no JSON, and a change
+ * to one sandbox costs O(that change) however many ports others publish. A
+ * sandbox's ports live only in the ports table (not in its JSON doc), so
+ * publishing one more port never rewrites the others. A failed transaction
+ * reloads the memory from the database. Records handed out are frozen.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfnetError } from '../util/errors.js';
 import type { EndpointRecord, NetworkRecord, PortMapping, SandboxRecord } from '../model/types.js';
+import { PortIndex } from '../model/portspec.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -45,11 +53,35 @@ CREATE INDEX IF NOT EXISTS ports_by_sandbox ON ports (sandbox_id);
 CREATE INDEX IF NOT EXISTS endpoints_by_sandbox ON endpoints (sandbox_id);
 `;
 
+export type StoredPort = PortMapping & { sandboxId: string };
+
+interface PortRow {
+  host_ip: string;
+  proto: PortMapping['proto'];
+  host_port: number;
+  sandbox_id: string;
+  container_port: number;
+}
+
+function freeze<T extends object>(r: T): T {
+  return Object.freeze(r);
+}
+
 export class Store {
+  private nets = new Map<string, NetworkRecord>();
+  private sbs = new Map<string, SandboxRecord>();
+  private eps = new Map<string, EndpointRecord>();
+  private allocs = new Map<string, Set<string>>();
+  private portIdx = new PortIndex();
+  private portCount = 0;
+  private depth = 0;
+
   private constructor(
     readonly path: string,
     private readonly db: Database.Database,
-  ) {}
+  ) {
+    this.load();
+  }
 
   static open(stateDir: string): Store {
     const path = join(stateDir, 'bpfnet.db');
@@ -78,9 +110,45 @@ export class Store {
     this.db.close();
   }
 
-  /** Run fn in one transaction: all of its writes land, or none. */
+  /** (Re)reads every record into memory: at open, and after a failed transaction. */
+  private load(): void {
+    const docs = <T>(sql: string): T[] => (this.db.prepare(sql).all() as { doc: string }[]).map((r) => JSON.parse(r.doc) as T);
+    this.nets = new Map(docs<NetworkRecord>('SELECT doc FROM networks ORDER BY rowid').map((n) => [n.id, freeze(n)]));
+    this.eps = new Map(docs<EndpointRecord>('SELECT doc FROM endpoints ORDER BY rowid').map((e) => [e.id, freeze(e)]));
+    const ports = new Map<string, PortMapping[]>();
+    this.portIdx = new PortIndex();
+    this.portCount = 0;
+    for (const r of this.db.prepare('SELECT host_ip, proto, host_port, sandbox_id, container_port FROM ports ORDER BY rowid').all() as PortRow[]) {
+      const m = freeze({ hostIp: r.host_ip, hostPort: r.host_port, containerPort: r.container_port, proto: r.proto });
+      let l = ports.get(r.sandbox_id);
+      if (!l) ports.set(r.sandbox_id, (l = []));
+      l.push(m);
+      this.portIdx.add(m);
+      this.portCount++;
+    }
+    // Older docs carried their ports too; the table is the truth.
+    this.sbs = new Map(docs<SandboxRecord>('SELECT doc FROM sandboxes ORDER BY rowid').map((s) => [s.id, freeze({ ...s, ports: freeze(ports.get(s.id) ?? []) })]));
+    this.allocs = new Map();
+    for (const r of this.db.prepare('SELECT network_id, ip FROM ip_allocs').all() as { network_id: string; ip: string }[]) this.allocSet(r.network_id).add(r.ip);
+  }
+
+  private allocSet(networkId: string): Set<string> {
+    let s = this.allocs.get(networkId);
+    if (!s) this.allocs.set(networkId, (s = new Set()));
+    return s;
+  }
+
+  /** Run fn in one transaction: all of its writes land, or none (in memory too). */
   tx<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    this.depth++;
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (e) {
+      if (this.depth === 1) this.load();
+      throw e;
+    } finally {
+      this.depth--;
+    }
   }
 
   meta(key: string): string | undefined {
@@ -95,75 +163,121 @@ export class Store {
   // ---- networks -------------------------------------------------------------
 
   networks(): NetworkRecord[] {
-    return (this.db.prepare('SELECT doc FROM networks ORDER BY rowid').all() as { doc: string }[]).map((r) => JSON.parse(r.doc) as NetworkRecord);
+    return [...this.nets.values()];
   }
 
   network(id: string): NetworkRecord | undefined {
-    const r = this.db.prepare('SELECT doc FROM networks WHERE id = ?').get(id) as { doc: string } | undefined;
-    return r ? (JSON.parse(r.doc) as NetworkRecord) : undefined;
+    return this.nets.get(id);
   }
 
   putNetwork(n: NetworkRecord): void {
     this.db
       .prepare('INSERT INTO networks (id, name, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, doc = excluded.doc')
       .run(n.id, n.name, JSON.stringify(n));
+    this.nets.set(n.id, freeze({ ...n }));
   }
 
   deleteNetwork(id: string): void {
     this.db.prepare('DELETE FROM networks WHERE id = ?').run(id);
+    this.nets.delete(id);
+    this.allocs.delete(id);
   }
 
   // ---- sandboxes ------------------------------------------------------------
 
   sandboxes(): SandboxRecord[] {
-    return (this.db.prepare('SELECT doc FROM sandboxes ORDER BY rowid').all() as { doc: string }[]).map((r) => JSON.parse(r.doc) as SandboxRecord);
+    return [...this.sbs.values()];
   }
 
   sandbox(id: string): SandboxRecord | undefined {
-    const r = this.db.prepare('SELECT doc FROM sandboxes WHERE id = ?').get(id) as { doc: string } | undefined;
-    return r ? (JSON.parse(r.doc) as SandboxRecord) : undefined;
+    return this.sbs.get(id);
   }
 
   /** Inserts or replaces the sandbox and its published ports. */
   putSandbox(s: SandboxRecord): void {
+    const { ports, ...doc } = s;
     this.db
       .prepare('INSERT INTO sandboxes (id, name, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, doc = excluded.doc')
-      .run(s.id, s.name, JSON.stringify(s));
-    this.db.prepare('DELETE FROM ports WHERE sandbox_id = ?').run(s.id);
-    const ins = this.db.prepare('INSERT INTO ports (host_ip, proto, host_port, sandbox_id, container_port) VALUES (?, ?, ?, ?, ?)');
-    for (const p of s.ports) ins.run(p.hostIp, p.proto, p.hostPort, s.id, p.containerPort);
+      .run(s.id, s.name, JSON.stringify(doc));
+    const old = this.sbs.get(s.id);
+    if (old !== undefined && old.ports === ports) {
+      this.sbs.set(s.id, freeze({ ...s }));
+      return;
+    }
+    this.dropPorts(s.id);
+    this.sbs.set(s.id, freeze({ ...s, ports: freeze([]) }));
+    this.addPorts(s.id, ports);
   }
 
   deleteSandbox(id: string): void {
-    this.db.prepare('DELETE FROM ports WHERE sandbox_id = ?').run(id);
+    this.dropPorts(id);
     this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id);
+    this.sbs.delete(id);
   }
 
-  /** Every published port on the node (for conflict checks). */
-  ports(): (PortMapping & { sandboxId: string })[] {
-    const rows = this.db.prepare('SELECT host_ip, proto, host_port, sandbox_id, container_port FROM ports').all() as {
-      host_ip: string;
-      proto: PortMapping['proto'];
-      host_port: number;
-      sandbox_id: string;
-      container_port: number;
-    }[];
-    return rows.map((r) => ({ hostIp: r.host_ip, proto: r.proto, hostPort: r.host_port, containerPort: r.container_port, sandboxId: r.sandbox_id }));
+  private dropPorts(sandboxId: string): void {
+    this.db.prepare('DELETE FROM ports WHERE sandbox_id = ?').run(sandboxId);
+    for (const m of this.sbs.get(sandboxId)?.ports ?? []) {
+      this.portIdx.delete(m);
+      this.portCount--;
+    }
+  }
+
+  /** Publishes more ports on a stored sandbox (the schema refuses a taken one). */
+  addPorts(sandboxId: string, add: readonly PortMapping[]): void {
+    const s = this.sbs.get(sandboxId);
+    if (!s) throw new BpfnetError('E_STATE', `no sandbox ${sandboxId} in the store`);
+    const ins = this.db.prepare('INSERT INTO ports (host_ip, proto, host_port, sandbox_id, container_port) VALUES (?, ?, ?, ?, ?)');
+    const added = add.map((p) => freeze({ hostIp: p.hostIp, hostPort: p.hostPort, containerPort: p.containerPort, proto: p.proto }));
+    for (const p of added) {
+      ins.run(p.hostIp, p.proto, p.hostPort, sandboxId, p.containerPort);
+      this.portIdx.add(p);
+      this.portCount++;
+    }
+    this.sbs.set(sandboxId, freeze({ ...s, ports: freeze([...s.ports, ...added]) }));
+  }
+
+  /** Withdraws some of a sandbox's ports (matched by host IP, proto and host port). */
+  removePorts(sandboxId: string, remove: readonly Pick<PortMapping, 'hostIp' | 'proto' | 'hostPort'>[]): void {
+    const s = this.sbs.get(sandboxId);
+    if (!s) throw new BpfnetError('E_STATE', `no sandbox ${sandboxId} in the store`);
+    const key = (p: Pick<PortMapping, 'hostIp' | 'proto' | 'hostPort'>) => `${p.hostIp}|${p.proto}|${p.hostPort}`;
+    const gone = new Set(remove.map(key));
+    const del = this.db.prepare('DELETE FROM ports WHERE host_ip = ? AND proto = ? AND host_port = ? AND sandbox_id = ?');
+    const kept: PortMapping[] = [];
+    for (const p of s.ports) {
+      if (!gone.has(key(p))) {
+        kept.push(p);
+        continue;
+      }
+      del.run(p.hostIp, p.proto, p.hostPort, sandboxId);
+      this.portIdx.delete(p);
+      this.portCount--;
+    }
+    this.sbs.set(sandboxId, freeze({ ...s, ports: freeze(kept) }));
+  }
+
+  /** Every published port on the node. */
+  ports(): StoredPort[] {
+    return [...this.sbs.values()].flatMap((s) => s.ports.map((p) => ({ ...p, sandboxId: s.id })));
+  }
+
+  /** Is a host binding taken by a published port (0.0.0.0 overlaps every address)? O(1). */
+  portTaken(hostIp: string, proto: string, hostPort: number): boolean {
+    return this.portIdx.conflicts(hostIp, proto, hostPort);
+  }
+
+  portCountTotal(): number {
+    return this.portCount;
   }
 
   // ---- endpoints ------------------------------------------------------------
 
   endpoints(filter: { networkId?: string; sandboxId?: string } = {}): EndpointRecord[] {
-    let sql = 'SELECT doc FROM endpoints';
-    const args: string[] = [];
-    if (filter.networkId) {
-      sql += ' WHERE network_id = ?';
-      args.push(filter.networkId);
-    } else if (filter.sandboxId) {
-      sql += ' WHERE sandbox_id = ?';
-      args.push(filter.sandboxId);
-    }
-    return (this.db.prepare(sql + ' ORDER BY rowid').all(...args) as { doc: string }[]).map((r) => JSON.parse(r.doc) as EndpointRecord);
+    const all = [...this.eps.values()];
+    if (filter.networkId) return all.filter((e) => e.networkId === filter.networkId);
+    if (filter.sandboxId) return all.filter((e) => e.sandboxId === filter.sandboxId);
+    return all;
   }
 
   /** Inserts the endpoint and its address allocation (unique per network). */
@@ -173,16 +287,22 @@ export class Store {
       .run(e.id, e.networkId, e.sandboxId, e.hostIfName, JSON.stringify(e));
     this.db.prepare('DELETE FROM ip_allocs WHERE endpoint_id = ?').run(e.id);
     if (e.ipv4) this.db.prepare('INSERT INTO ip_allocs (network_id, ip, endpoint_id) VALUES (?, ?, ?)').run(e.networkId, e.ipv4, e.id);
+    const old = this.eps.get(e.id);
+    if (old?.ipv4) this.allocs.get(old.networkId)?.delete(old.ipv4);
+    if (e.ipv4) this.allocSet(e.networkId).add(e.ipv4);
+    this.eps.set(e.id, freeze({ ...e }));
   }
 
   deleteEndpoint(id: string): void {
     this.db.prepare('DELETE FROM ip_allocs WHERE endpoint_id = ?').run(id);
     this.db.prepare('DELETE FROM endpoints WHERE id = ?').run(id);
+    const old = this.eps.get(id);
+    if (old?.ipv4) this.allocs.get(old.networkId)?.delete(old.ipv4);
+    this.eps.delete(id);
   }
 
   /** Addresses in use on a network. */
   usedAddresses(networkId: string): Set<string> {
-    const rows = this.db.prepare('SELECT ip FROM ip_allocs WHERE network_id = ?').all(networkId) as { ip: string }[];
-    return new Set(rows.map((r) => r.ip));
+    return new Set(this.allocs.get(networkId) ?? []);
   }
 }

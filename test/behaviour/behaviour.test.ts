@@ -197,6 +197,33 @@ for (const mode of MODES) {
       }
     });
 
+    it('ports published on a running sandbox answer at once, and stop when unpublished', async () => {
+      const probes = (): Probe[] => [
+        { proto: 'tcp', host: NODE_IP, port: 8085, msg: 'late-tcp', timeout: 1500 },
+        { proto: 'udp', host: NODE_IP2, port: 8086, msg: 'late-udp', timeout: 1500 },
+      ];
+      const added = await w.lab.json<{ hostPort: number; active: boolean }[]>('ports', 'publish', 'srv', '8085:82', '8086:81/udp', '--format', 'json');
+      expect(added.map((p) => [p.hostPort, p.active])).toEqual([[8085, true], [8086, true]]);
+      const on = [...(await w.probe(w.client, probes())), ...(await w.probe(w.node, probes()))];
+      expect(on.map((r) => r.reply ?? r.error)).toEqual([
+        expect.stringMatching(/^srv tcp\/82 saw /),
+        expect.stringMatching(/^srv udp\/81 saw /),
+        expect.stringMatching(/^srv tcp\/82 saw /),
+        expect.stringMatching(/^srv udp\/81 saw /),
+      ]);
+      // Taken now, for every sandbox: the same bad input changes nothing.
+      const dup = await w.lab.cli('ports', 'publish', 'a2', '8085:7');
+      expect(dup.code).not.toBe(0);
+      expect(dup.stderr).toContain('E_CONFLICT');
+      await w.lab.ok('ports', 'unpublish', 'srv', '8085', '8086/udp');
+      const off = [...(await w.probe(w.client, probes())), ...(await w.probe(w.node, probes()))];
+      expect(off.map((r) => r.ok)).toEqual([false, false, false, false]);
+      const gone = await w.lab.cli('ports', 'unpublish', 'srv', '8085');
+      expect(gone.stderr).toContain('E_NOT_FOUND');
+      // The original ports are untouched.
+      expect((await w.probe(w.client, [{ proto: 'tcp', host: NODE_IP, port: 8080, msg: 'still' }]))[0]!.ok).toBe(true);
+    });
+
     it('embedded DNS: names resolve only on shared networks', async () => {
       const ok = await w.lab.cli('exec', 'a2', '--', 'getent', 'hosts', 'srv');
       expect(ok.code, ok.stderr).toBe(0);

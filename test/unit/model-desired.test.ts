@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { dataplaneNetworkIds, desiredDataplaneState } from '../../src/model/desired.js';
 import type { EndpointRecord, NetworkRecord, PortMapping, SandboxRecord } from '../../src/model/types.js';
 import { portEntries } from '../../src/controller/ports.js';
+import { withPortChange, type PublishedPort } from '../../src/dataplane/types.js';
 
 const hex = (c: string) => c.repeat(64);
 
@@ -148,5 +149,14 @@ describe('dataplaneNetworkIds', () => {
   it('first 8 hex digits; clashes and zero get the next free value, in id order', () => {
     const ids = dataplaneNetworkIds(['00000000' + 'a'.repeat(56), 'abcdef01' + '1'.repeat(56), 'abcdef01' + '2'.repeat(56), 'abcdef02' + '0'.repeat(56)]);
     expect([...ids.values()]).toEqual([1, 0xabcdef01, 0xabcdef02, 0xabcdef03]);
+  });
+});
+
+describe('withPortChange', () => {
+  const p = (hostPort: number, hostIp = '0.0.0.0', proto: 'tcp' | 'udp' = 'tcp'): PublishedPort => ({ hostIp, hostPort, proto, containerIp: '10.0.0.2', containerPort: 80 });
+  it('gives the ports a whole apply would get: changed frontends replaced, removed ones gone, desired order', () => {
+    const before = [p(80), p(81), p(82, '127.0.0.1')];
+    const after = withPortChange(before, { add: [p(79), { ...p(81), containerPort: 8081 }], remove: [p(82, '127.0.0.1')] });
+    expect(after).toEqual([p(79), p(80), { ...p(81), containerPort: 8081 }]);
   });
 });

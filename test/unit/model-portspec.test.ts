@@ -13,6 +13,8 @@ import {
   type PortRequest,
   publishAll,
   takenBy,
+  parseUnpublishSpec,
+  PortIndex,
 } from '../../src/model/portspec.js';
 import type { PortMapping } from '../../src/model/types.js';
 import { fails } from '../harness/errors.js';
@@ -262,5 +264,39 @@ describe('formatting', () => {
       '0.0.0.0:8000-8002->80-82/tcp, 0.0.0.0:5353->53/udp, 127.0.0.1:9000->90/tcp, 443/tcp',
     );
     expect(formatPortList([])).toBe('');
+  });
+});
+
+describe('parseUnpublishSpec', () => {
+  it.each([
+    ['8080', { start: 8080, end: 8080, proto: 'tcp' }],
+    ['8080/udp', { start: 8080, end: 8080, proto: 'udp' }],
+    ['8080-8090/tcp', { start: 8080, end: 8090, proto: 'tcp' }],
+    ['127.0.0.1:8080', { hostIp: '127.0.0.1', start: 8080, end: 8080, proto: 'tcp' }],
+  ])('%s', (spec, want) => {
+    expect(parseUnpublishSpec(spec)).toEqual({ spec, ...want });
+  });
+  it.each(['', 'x', '80:80:80', '8090-8080', '1.2.3:80', '70000', '80/sctpx'])('refuses %j with the grammar', (spec) => {
+    expect(() => parseUnpublishSpec(spec)).toThrow(/HOSTPORT|host port|port|protocol|IP/);
+  });
+});
+
+describe('PortIndex', () => {
+  it('answers conflicts with wildcard semantics, and forgets deleted bindings', () => {
+    const idx = new PortIndex([{ hostIp: '127.0.0.1', hostPort: 80, proto: 'tcp' }]);
+    expect(idx.conflicts('0.0.0.0', 'tcp', 80)).toBe(true);
+    expect(idx.conflicts('127.0.0.1', 'tcp', 80)).toBe(true);
+    expect(idx.conflicts('10.0.0.1', 'tcp', 80)).toBe(false);
+    expect(idx.conflicts('127.0.0.1', 'udp', 80)).toBe(false);
+    idx.add({ hostIp: '0.0.0.0', hostPort: 81, proto: 'udp' });
+    expect(idx.conflicts('10.0.0.1', 'udp', 81)).toBe(true);
+    idx.delete({ hostIp: '127.0.0.1', hostPort: 80, proto: 'tcp' });
+    expect(idx.conflicts('0.0.0.0', 'tcp', 80)).toBe(false);
+  });
+  it('allocates a 50k range in linear time (each choice is an O(1) check)', () => {
+    const reqs = parsePortSpec('10000-59999:10000-59999');
+    const chosen = allocatePorts(reqs, { defaultHostIp: '0.0.0.0', ephemeral: [49153, 65535], isTaken: takenBy([]) });
+    expect(chosen).toHaveLength(50000);
+    expect(chosen[49999]).toEqual({ hostIp: '0.0.0.0', hostPort: 59999, containerPort: 59999, proto: 'tcp' });
   });
 });

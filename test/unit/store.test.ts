@@ -114,4 +114,36 @@ describe('store', () => {
   it('says what to do when the state dir cannot be used', () => {
     expect(() => Store.open('/etc/hostname/bpfnet')).toThrow(/cannot open state .*--state-dir/);
   });
+  it('publishes and withdraws ports incrementally, indexed for conflicts, across reopen', () => {
+    const p = (hostPort: number, hostIp = '0.0.0.0'): SandboxRecord['ports'][number] => ({ hostIp, hostPort, containerPort: 80, proto: 'tcp' });
+    store.tx(() => {
+      store.putNetwork(net('n1', 'one'));
+      store.putSandbox(sb('s1', 'web', [p(8080)]));
+    });
+    store.tx(() => store.addPorts('s1', [p(8081), p(8082, '127.0.0.1')]));
+    expect(store.portTaken('10.0.0.1', 'tcp', 8081)).toBe(true); // 0.0.0.0 covers every address
+    expect(store.portTaken('0.0.0.0', 'tcp', 8082)).toBe(true); // and every address covers 0.0.0.0
+    expect(store.portTaken('10.0.0.1', 'tcp', 8082)).toBe(false);
+    expect(store.portTaken('0.0.0.0', 'udp', 8081)).toBe(false);
+    store.tx(() => store.removePorts('s1', [p(8081)]));
+    expect(store.portTaken('0.0.0.0', 'tcp', 8081)).toBe(false);
+    // A taken port is refused by the schema and the memory follows the rollback.
+    expect(() => store.tx(() => store.addPorts('s1', [p(9000), p(8080)]))).toThrow();
+    expect(store.portTaken('0.0.0.0', 'tcp', 9000)).toBe(false);
+    expect(store.sandbox('s1')?.ports.map((m) => m.hostPort)).toEqual([8080, 8082]);
+    expect(store.portCountTotal()).toBe(2);
+    store.close();
+    store = Store.open(dir);
+    expect(store.sandbox('s1')?.ports.map((m) => m.hostPort)).toEqual([8080, 8082]);
+    expect(store.portTaken('1.2.3.4', 'tcp', 8080)).toBe(true);
+  });
+
+  it('hands out frozen records: a caller cannot change the store by accident', () => {
+    store.tx(() => store.putSandbox(sb('s1', 'web', [{ hostIp: '0.0.0.0', hostPort: 8080, containerPort: 80, proto: 'tcp' }])));
+    const s = store.sandbox('s1')!;
+    expect(() => {
+      (s as { name: string }).name = 'x';
+    }).toThrow(TypeError);
+    expect(() => (s.ports as unknown[]).push(1)).toThrow(TypeError);
+  });
 });

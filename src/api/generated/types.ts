@@ -74,6 +74,7 @@ export interface Sandbox {
   ports: PortMapping[];
   exposed: string[];
   labels: Record<string, string>;
+  externalNetns: boolean;
 }
 
 export interface Endpoint {
@@ -87,6 +88,7 @@ export interface Endpoint {
   prefixLen: number;
   aliases: string[];
   created: string;
+  peerName: string;
 }
 
 export interface EndpointLink {
@@ -168,6 +170,20 @@ export interface SandboxCreateRequest {
   labels: Record<string, string>;
   ipv4?: string;
   aliases: string[];
+  netnsPath?: string;
+  ifName?: string;
+  mac?: string;
+  handOff: boolean;
+}
+
+export interface PortPublishRequest {
+  sandbox: string;
+  publish: string[];
+}
+
+export interface PortUnpublishRequest {
+  sandbox: string;
+  ports: string[];
 }
 
 export interface SandboxList {
@@ -243,6 +259,8 @@ export interface Messages {
   NetworkConnectRequest: NetworkConnectRequest;
   NetworkDisconnectRequest: NetworkDisconnectRequest;
   SandboxCreateRequest: SandboxCreateRequest;
+  PortPublishRequest: PortPublishRequest;
+  PortUnpublishRequest: PortUnpublishRequest;
   SandboxList: SandboxList;
   SandboxDetail: SandboxDetail;
   PublishedPort: PublishedPort;

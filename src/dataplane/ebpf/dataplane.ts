@@ -11,8 +11,8 @@ import { attachTc, detachTc } from '../../loader/tc.js';
 import { attachUplinkXdp, detachUplinkXdp, uplinkXdp, XDP_PROGRAM } from './xdp.js';
 import { bpfProgInfoById } from '../../netlink/bpf.js';
 import { attachCgroup, Cgroup2MissingError, detachCgroup, sockCgroupProgs } from '../../loader/cgroup.js';
-import { portEntries } from '../../controller/ports.js';
-import type { ApplyReport, Dataplane, DataplaneEndpoint, DataplaneNetwork, DesiredState, PortCounters } from '../types.js';
+import { portEntries, portKey, validatePort } from '../../controller/ports.js';
+import { noAppliedState, type ApplyReport, type Dataplane, type DataplaneEndpoint, type DataplaneNetwork, type DesiredState, type PortChange, type PortCounters } from '../types.js';
 import type { AddrKey, AddrValue, ConfigValue, EndpointInfo, EndpointKey, IfaceKey, NetKey, NetValue, UplinkKey, UplinkValue } from '../../maps/generated/abi.js';
 import { MapMirror, type SyncCounts } from './mirror.js';
 import { maps as mapLayouts } from '../../maps/generated/abi.js';
@@ -170,6 +170,17 @@ export class EbpfDataplane implements Dataplane {
       this.pruned = true;
     }
     return report;
+  }
+
+  /** One map patch: no state rebuilt, no program touched (frontends are looked up per packet). */
+  async applyPorts(change: PortChange): Promise<ApplyReport> {
+    if (!this.mirrorState) throw noAppliedState(this.mode);
+    const add = portEntries(change.add);
+    for (const p of change.remove) validatePort({ ...p, containerIp: '0.0.0.1', containerPort: 1 });
+    const m = this.mirror();
+    const r = await m.patch('bpfnet_ports', add, change.remove.map(portKey));
+    await m.deleteKeys('bpfnet_port_stats', r.removedKeys);
+    return { attached: [], ports: { added: r.added, updated: r.updated, removed: r.removed }, addresses: { added: 0, removed: 0 } };
   }
 
   /**

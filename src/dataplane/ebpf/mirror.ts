@@ -112,6 +112,56 @@ export class MapMirror {
     }
   }
 
+  /**
+   * Upsert and delete a few entries, in O(change): publishing one more port
+   * with 50k published encodes and writes one entry. Same guarantees as
+   * prepare+commit: E_MAP_FULL before any write, a failed write drops the mirror.
+   */
+  async patch<N extends MapName>(name: N, upsert: [MapTypes[N]['key'], MapTypes[N]['value']][], remove: MapTypes[N]['key'][]): Promise<SyncCounts & { removedKeys: Buffer[] }> {
+    const c = codecsForMap(name);
+    const cur = await this.current(name);
+    const up: [Buffer, Buffer][] = [];
+    const counts = { added: 0, updated: 0, removed: 0 };
+    const delKeys: Buffer[] = [];
+    const upKeys = new Set<string>();
+    for (const [k, v] of upsert) {
+      const kb = c.key.encode(k);
+      const vb = c.value.encode(v);
+      const kh = kb.toString('hex');
+      upKeys.add(kh);
+      const have = cur.get(kh);
+      if (have === vb.toString('hex')) continue;
+      if (have === undefined) counts.added++;
+      else counts.updated++;
+      up.push([kb, vb]);
+    }
+    for (const k of remove) {
+      const kb = c.key.encode(k);
+      const kh = kb.toString('hex');
+      if (!upKeys.has(kh) && cur.has(kh)) delKeys.push(kb);
+    }
+    counts.removed = delKeys.length;
+    const max = this.maxEntries(name);
+    const needed = cur.size + counts.added - counts.removed;
+    if (needed > max) {
+      throw new BpfnetError('E_MAP_FULL', `map ${name} holds at most ${max} entries but ${needed} are needed: raise it with --map-size ${name}=N`, { map: name, maxEntries: max, needed });
+    }
+    if (up.length === 0 && delKeys.length === 0) return { ...counts, removedKeys: [] };
+    const raw = openBackend(join(this.mapDir, name), 'libbpf');
+    try {
+      if (delKeys.length) await raw.deleteBatch(delKeys);
+      if (up.length) await raw.setBatch(up);
+    } catch (e) {
+      this.mirrors.delete(name);
+      throw e;
+    } finally {
+      raw.close();
+    }
+    for (const k of delKeys) cur.delete(k.toString('hex'));
+    for (const [k, v] of up) cur.set(k.toString('hex'), v.toString('hex'));
+    return { ...counts, removedKeys: delKeys };
+  }
+
   /** Delete these keys where present (missing is fine): counters of unpublished ports. */
   async deleteKeys(name: MapName, keys: Buffer[]): Promise<number> {
     if (keys.length === 0) return 0;

@@ -7,7 +7,7 @@
  * removal.
  */
 import { SerialQueue } from '../../util/serial.js';
-import type { ApplyReport, Dataplane, DesiredState } from '../types.js';
+import { noAppliedState, withPortChange, type ApplyReport, type Dataplane, type DesiredState, type PortChange } from '../types.js';
 import { planState, type Plan } from './plan.js';
 import { ensureHostSettings, resetHostSettings, type HostReport } from './host.js';
 
@@ -68,6 +68,17 @@ export abstract class NetfilterDataplane<L extends LastApply = LastApply> implem
 
   apply(state: DesiredState): Promise<ApplyReport> {
     return this.queue.run(() => this.applyNow(state));
+  }
+
+  /**
+   * The last state with the ports changed. Rules are rendered from the whole
+   * state (the nft mode still writes only the changed map elements).
+   */
+  applyPorts(change: PortChange): Promise<ApplyReport> {
+    return this.queue.run(() => {
+      if (!this.last) throw noAppliedState(this.mode);
+      return this.applyNow({ ...this.last.state, ports: withPortChange(this.last.state.ports, change) });
+    });
   }
 
   /** verify(), and re-apply the last state when something else changed our rules. */
