@@ -693,6 +693,39 @@ static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
   return int32_value(env, fd);
 }
 
+/*
+ * bindProbe(type, addr, port) -> errno (0: free): would a bind of addr:port
+ * succeed in this thread's netns? bind() and close(), nothing listens. TCP
+ * sets SO_REUSEADDR so TIME_WAIT leftovers do not count (a listener still
+ * does); UDP does not, so any bound socket counts. IP_FREEBIND: an address
+ * the node does not have is judged by its port alone. One syscall pair
+ * instead of reading /proc/net/tcp, whose read walks the whole TCP hash
+ * (~1.5 ms even when empty).
+ */
+static napi_value bind_probe(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  static const char *usage = "bindProbe(type: 'udp' | 'tcp', addr: IPv4 string, port: number)";
+  char type[8], addr[INET_ADDRSTRLEN + 1];
+  if (argc < 3 || get_string(env, argv, argc, 0, type, sizeof type) < 0 || get_string(env, argv, argc, 1, addr, sizeof addr) < 0)
+    return throw_type(env, usage);
+  int stype;
+  if (strcmp(type, "udp") == 0) stype = SOCK_DGRAM;
+  else if (strcmp(type, "tcp") == 0) stype = SOCK_STREAM;
+  else return throw_type(env, usage);
+  uint32_t port;
+  if (get_u32(env, argv[2], &port) < 0 || port == 0 || port > 65535) return throw_type(env, usage);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) return throw_type(env, usage);
+  int fd = socket(AF_INET, stype | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket", addr);
+  int one = 1, err = 0;
+  if (stype == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) err = errno;
+  else if (setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one) < 0) err = errno;
+  else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) err = errno;
+  close(fd);
+  return int32_value(env, err);
+}
+
 /* ---------- netns cookie ---------- */
 
 #ifndef SO_NETNS_COOKIE
@@ -851,6 +884,7 @@ static napi_value init(napi_env env, napi_value exports) {
       EXPORT("bpfProgInfo", bpf_prog_info),
       EXPORT("closeFd", socket_close),
       EXPORT("listenInNetns", listen_in_netns),
+      EXPORT("bindProbe", bind_probe),
       EXPORT("netnsCookie", netns_cookie),
       EXPORT("openDir", open_dir),
       EXPORT("bpfObjPin", bpf_obj_pin),

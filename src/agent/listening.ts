@@ -23,12 +23,13 @@
  *   - an IPv6 host address never conflicts with a plain IPv4 listener, and an
  *     IPv4 host address never with a specific (non-wildcard) IPv6 listener.
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { invalidArgument } from '../util/errors.js';
 import { run } from '../util/exec.js';
+import { native } from '../netlink/native.js';
 
 export type SockProto = 'tcp' | 'udp';
 
@@ -142,11 +143,16 @@ export async function readBoundSockets(opts: ReadSocketsOptions = {}): Promise<B
     }
     return out;
   }
-  const dir = opts.procNetDir ?? '/proc/self/net';
+  return readBoundSocketsHere(opts.procNetDir);
+}
+
+/** readBoundSockets for the caller's own netns (or a copy of its tables in dir), synchronously. */
+export function readBoundSocketsHere(dir = '/proc/self/net'): BoundSocket[] {
+  const out: BoundSocket[] = [];
   for (const [file, proto, family] of TABLES) {
     let text: string;
     try {
-      text = await readFile(join(dir, file), 'utf8');
+      text = readFileSync(join(dir, file), 'utf8');
     } catch (e) {
       // No IPv6 in this kernel/netns: no v6 sockets either.
       if ((e as NodeJS.ErrnoException).code === 'ENOENT' && family === 6) continue;
@@ -155,6 +161,38 @@ export async function readBoundSockets(opts: ReadSocketsOptions = {}): Promise<B
     out.push(...parseProcNet(text, proto, family));
   }
   return out;
+}
+
+const EADDRINUSE = 98;
+
+/**
+ * Which host ports the node's sockets hold, as a bind would find them, for
+ * one publish call in the caller's (the node's) netns. While few ports are
+ * asked, each is a bind probe (one bind+close, O(1)); past maxProbes (a
+ * range, an ephemeral choice) the tables are read once and answer the rest:
+ * reading /proc/net/tcp walks the whole TCP hash, ~1.5 ms even when empty.
+ */
+export class NodeSocketCheck {
+  private probes = 0;
+  private snapshot: BoundSocket[] | undefined;
+
+  constructor(
+    private readonly probe: (proto: SockProto, hostIp: string, port: number) => number = (proto, hostIp, port) => native().bindProbe(proto, hostIp, port),
+    private readonly read: () => BoundSocket[] = () => readBoundSocketsHere(),
+    private readonly maxProbes = 32,
+  ) {}
+
+  /** The tables, read at most once per check. */
+  sockets(): BoundSocket[] {
+    this.snapshot ??= this.read();
+    return this.snapshot;
+  }
+
+  taken(hostIp: string, proto: SockProto, port: number): boolean {
+    if (this.snapshot || this.probes >= this.maxProbes) return portConflicts(this.sockets(), hostIp, port, proto).length > 0;
+    this.probes++;
+    return this.probe(proto, hostIp, port) === EADDRINUSE;
+  }
 }
 
 interface Norm {

@@ -14,7 +14,7 @@ import { needsFullApply, type Dataplane, type DesiredState } from '../dataplane/
 import type { EndpointRecord, NetworkRecord, PortMapping, SandboxRecord, DriverName } from '../model/types.js';
 import { resolveIpam, allocateAddress, choosePool } from '../model/ipam.js';
 import { parsePortSpecs, allocatePorts, publishAll, takenBy, DEFAULT_EPHEMERAL, parseUnpublishSpec, type IsTaken } from '../model/portspec.js';
-import { describeSocket, portConflicts, readBoundSockets, type BoundSocket } from './listening.js';
+import { describeSocket, portConflicts, readBoundSocketsHere, NodeSocketCheck } from './listening.js';
 import { newId, resolveRef, macFromIpv4, hostVethName, bridgeDeviceName, handOffPeerName } from '../model/ids.js';
 import { validateName, validateDeviceName, validateHostname, parseBridgeOptions, validateDnsServer } from '../model/names.js';
 import { desiredDataplaneState, sandboxPorts, type ModelDesiredState } from '../model/desired.js';
@@ -287,14 +287,16 @@ export class ModelService {
 
   // ---- sandboxes -------------------------------------------------------------
 
-  /** Sockets bound in the node's netns (the agent's own), for publish-time conflicts. */
-  private async nodeSockets(): Promise<BoundSocket[]> {
-    try {
-      return await readBoundSockets();
-    } catch (e) {
-      this.log.warn({ err: (e as Error).message }, 'could not read the node\'s sockets; publishing checks mappings only');
-      return [];
-    }
+  /** Sockets of the node's netns (the agent's own) holding host ports, for one publish call. */
+  private nodeSockets(): NodeSocketCheck {
+    return new NodeSocketCheck(undefined, () => {
+      try {
+        return readBoundSocketsHere();
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'could not read the node\'s sockets; publishing checks mappings and bind probes only');
+        return [];
+      }
+    });
   }
 
   private ephemeral(): [number, number] {
@@ -347,7 +349,7 @@ export class ModelService {
       const requests = parsePortSpecs(req.publish);
       // A host port is taken by another mapping or by a socket on the node
       // (a listening TCP socket, a bound UDP one), as a bind would find it.
-      const sockets = requests.length || req.publishAll ? await this.nodeSockets() : [];
+      const sockets = this.nodeSockets();
       const ctx = { defaultHostIp: net.hostBindingIpv4, ephemeral: this.ephemeral(), isTaken: this.isTaken(sockets) };
       try {
         ports = allocatePorts(requests, ctx);
@@ -528,9 +530,9 @@ export class ModelService {
   // ---- publishing on an existing sandbox -------------------------------------------
 
   /** A host binding is taken by a published port or a node socket (and by `also`, chosen in the same call). */
-  private isTaken(sockets: BoundSocket[], also: PortMapping[] = []): IsTaken {
+  private isTaken(sockets: NodeSocketCheck, also: PortMapping[] = []): IsTaken {
     const mine = takenBy(also);
-    return (hostIp, proto, port) => this.store.portTaken(hostIp, proto, port) || mine(hostIp, proto, port) || portConflicts(sockets, hostIp, port, proto).length > 0;
+    return (hostIp, proto, port) => this.store.portTaken(hostIp, proto, port) || mine(hostIp, proto, port) || sockets.taken(hostIp, proto, port);
   }
 
   /**
@@ -547,7 +549,7 @@ export class ModelService {
     if (sb.mode.kind !== 'bridge') throw invalidArgument(`sandbox ${sb.name} uses network mode ${sb.mode.kind}, where Docker publishes no ports`);
     const net = this.store.network(sb.mode.network);
     if (!net) throw new BpfnetError('E_STATE', `sandbox ${sb.name} refers to missing network ${sb.mode.network}`);
-    const sockets = await this.nodeSockets();
+    const sockets = this.nodeSockets();
     let ports: PortMapping[];
     try {
       ports = allocatePorts(requests, { defaultHostIp: net.hostBindingIpv4, ephemeral: this.ephemeral(), isTaken: this.isTaken(sockets) });
@@ -738,11 +740,11 @@ export interface PublishResult {
 }
 
 /** A host port refused because a node socket holds it says which socket. */
-function withSocketHint(e: unknown, sockets: BoundSocket[]): unknown {
+function withSocketHint(e: unknown, sockets: NodeSocketCheck): unknown {
   if (!(e instanceof BpfnetError) || e.code !== 'E_CONFLICT') return e;
   const d = e.details as { hostIp?: string; hostPort?: number; proto?: string } | undefined;
   if (!d?.hostIp || !d.hostPort || (d.proto !== 'tcp' && d.proto !== 'udp')) return e;
-  const held = portConflicts(sockets, d.hostIp, d.hostPort, d.proto);
+  const held = portConflicts(sockets.sockets(), d.hostIp, d.hostPort, d.proto);
   if (held.length === 0) return e;
   return new BpfnetError('E_CONFLICT', `${e.message}: a process on the node holds it (${held.map(describeSocket).join(', ')})`, e.details);
 }

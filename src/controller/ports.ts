@@ -23,15 +23,23 @@ export function portKey(p: Pick<PublishedPort, 'hostIp' | 'hostPort' | 'proto'>)
   return { addr: p.hostIp, port: p.hostPort, proto: IPPROTO[p.proto] };
 }
 
+/** Entries of frozen ports, validated once (the model hands out the same frozen ports while nothing changes). */
+const entryOf = new WeakMap<PublishedPort, [PortKey, PortValue]>();
+
 /** Desired bpfnet_ports entries; two mappings of one frontend is an error. */
-export function portEntries(ports: PublishedPort[]): [PortKey, PortValue][] {
+export function portEntries(ports: readonly PublishedPort[]): [PortKey, PortValue][] {
   const seen = new Map<string, PublishedPort>();
   return ports.map((p) => {
-    validatePort(p);
+    let e = entryOf.get(p);
+    if (!e) {
+      validatePort(p);
+      e = [Object.freeze(portKey(p)), Object.freeze({ backend_addr: p.containerIp, backend_port: p.containerPort, flags: 0 })];
+      if (Object.isFrozen(p)) entryOf.set(p, e);
+    }
     const id = `${p.hostIp}:${p.hostPort}/${p.proto}`;
     const prev = seen.get(id);
     if (prev) throw invalidArgument(`${id} is published twice (to ${prev.containerIp}:${prev.containerPort} and ${p.containerIp}:${p.containerPort})`);
     seen.set(id, p);
-    return [portKey(p), { backend_addr: p.containerIp, backend_port: p.containerPort, flags: 0 }];
+    return e;
   });
 }

@@ -96,7 +96,34 @@ export function sandboxPorts(
   sandboxEndpoints: readonly EndpointRecord[],
   netById: ReadonlyMap<string, NetworkRecord>,
   mappings: readonly SandboxRecord['ports'][number][] = sb.ports,
-): { ports: PublishedPort[]; skipped: SkippedPort[]; target?: EndpointRecord } {
+): SandboxPorts {
+  // Records are frozen (the store's), so a sandbox whose endpoints and their
+  // networks did not change gives the very same (frozen) ports: the eBPF
+  // dataplane then reuses their encoding, and a whole apply at 50k published
+  // costs map lookups, not 50k re-encodings.
+  if (mappings !== sb.ports || !Object.isFrozen(sb)) return computeSandboxPorts(sb, sandboxEndpoints, netById, mappings);
+  const key = sandboxEndpoints.map((e) => `${e.id}/${e.ipv4}/${e.ifName}/${e.networkId}/${netById.get(e.networkId)?.internal ?? '-'}`).join(',');
+  const hit = memo.get(sb);
+  if (hit && hit.key === key) return hit.value;
+  const value = computeSandboxPorts(sb, sandboxEndpoints, netById, mappings);
+  memo.set(sb, { key, value });
+  return value;
+}
+
+interface SandboxPorts {
+  ports: PublishedPort[];
+  skipped: SkippedPort[];
+  target?: EndpointRecord;
+}
+
+const memo = new WeakMap<SandboxRecord, { key: string; value: SandboxPorts }>();
+
+function computeSandboxPorts(
+  sb: SandboxRecord,
+  sandboxEndpoints: readonly EndpointRecord[],
+  netById: ReadonlyMap<string, NetworkRecord>,
+  mappings: readonly SandboxRecord['ports'][number][],
+): SandboxPorts {
   const ports: PublishedPort[] = [];
   const skipped: SkippedPort[] = [];
   const skip = (m: SandboxRecord['ports'][number], reason: string) =>
@@ -114,7 +141,7 @@ export function sandboxPorts(
   for (const m of mappings) {
     if (!target) skip(m, 'the sandbox has no endpoint on a non-internal network');
     else if (m.proto !== 'tcp' && m.proto !== 'udp') skip(m, `${m.proto} is not translated by bpfnet's dataplanes (tcp and udp only)`);
-    else ports.push({ hostIp: m.hostIp, hostPort: m.hostPort, proto: m.proto, containerIp: target.ipv4, containerPort: m.containerPort });
+    else ports.push(Object.freeze({ hostIp: m.hostIp, hostPort: m.hostPort, proto: m.proto, containerIp: target.ipv4, containerPort: m.containerPort }));
   }
   return { ports, skipped, ...(target ? { target } : {}) };
 }

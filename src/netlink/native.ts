@@ -30,6 +30,7 @@ export interface NetlinkAddon {
   closeFd(fd: number): void;
   /** A bound (TCP: listening) IPv4 server socket created in the netns at nsPath; close it with closeFd, or adopt it (sockets.ts). */
   listenInNetns(nsPath: string, type: 'udp' | 'tcp', addr: string, port: number): number;
+  bindProbe(type: 'udp' | 'tcp', addr: string, port: number): number;
   /** The 64-bit cookie of the netns at nsPath (default: the caller's), as bpf_get_netns_cookie() sees it. */
   netnsCookie(nsPath?: string): bigint;
   /** open(path, O_RDONLY|O_DIRECTORY|O_CLOEXEC): e.g. a cgroup directory as BPF_LINK_CREATE target; close with closeFd. */

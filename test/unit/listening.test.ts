@@ -10,6 +10,7 @@ import {
   parseProcNet,
   portConflicts,
   readBoundSockets,
+  NodeSocketCheck,
   type BoundSocket,
 } from '../../src/agent/listening.js';
 
@@ -173,5 +174,45 @@ describe('the live tables of this process netns', () => {
       await new Promise<void>((res) => udp.close(() => res()));
     }
     expect(await isPortInUse('127.0.0.1', tcpPort, 'tcp')).toBe(false);
+  });
+});
+
+describe('NodeSocketCheck', () => {
+  const held: BoundSocket = { proto: 'tcp', family: 4, addr: '0.0.0.0', port: 8090, state: 10, inode: 1 };
+  it('probes a few ports by bind, then reads the tables once for the rest', () => {
+    const probed: number[] = [];
+    let reads = 0;
+    const check = new NodeSocketCheck(
+      (_proto, _ip, port) => {
+        probed.push(port);
+        return port === 8090 ? 98 : 0; // EADDRINUSE
+      },
+      () => {
+        reads++;
+        return [held];
+      },
+      2,
+    );
+    expect(check.taken('0.0.0.0', 'tcp', 8090)).toBe(true);
+    expect(check.taken('0.0.0.0', 'tcp', 8091)).toBe(false);
+    expect(reads).toBe(0);
+    // Past the probe budget (a range): one read answers every further question.
+    expect(check.taken('10.0.0.1', 'tcp', 8090)).toBe(true);
+    expect(check.taken('10.0.0.1', 'tcp', 8092)).toBe(false);
+    expect(probed).toEqual([8090, 8091]);
+    expect(reads).toBe(1);
+  });
+  it('finds a real listener in this namespace by a bind probe', async () => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      const check = new NodeSocketCheck(undefined, () => []);
+      expect(check.taken('127.0.0.1', 'tcp', port)).toBe(true);
+      expect(check.taken('0.0.0.0', 'tcp', port)).toBe(true);
+      expect(check.taken('127.0.0.2', 'tcp', port)).toBe(false);
+    } finally {
+      srv.close();
+    }
   });
 });

@@ -40,6 +40,13 @@ export class MapMirror {
 
   constructor(readonly mapDir: string) {}
 
+  private readonly encoded = new Map<MapName, WeakMap<object, string>>();
+  private encodedOf(name: MapName): WeakMap<object, string> {
+    let m = this.encoded.get(name);
+    if (!m) this.encoded.set(name, (m = new WeakMap()));
+    return m;
+  }
+
   /** max_entries per map: fixed for the life of the pins this process loaded. */
   private readonly capacity = new Map<MapName, number>();
   private maxEntries(name: MapName): number {
@@ -69,7 +76,18 @@ export class MapMirror {
   async prepare<N extends MapName>(name: N, desired: [MapTypes[N]['key'], MapTypes[N]['value']][]): Promise<PreparedSync> {
     const c = codecsForMap(name);
     const want = new Map<string, string>();
-    for (const [k, v] of desired) want.set(c.key.encode(k).toString('hex'), c.value.encode(v).toString('hex'));
+    const hex = this.encodedOf(name);
+    // Frozen entry objects (portEntries') keep their encoding across applies.
+    const enc = (o: unknown, codec: { encode(x: never): Buffer }): string => {
+      const cacheable = typeof o === 'object' && o !== null && Object.isFrozen(o);
+      let h = cacheable ? hex.get(o) : undefined;
+      if (h === undefined) {
+        h = codec.encode(o as never).toString('hex');
+        if (cacheable) hex.set(o, h);
+      }
+      return h;
+    };
+    for (const [k, v] of desired) want.set(enc(k, c.key), enc(v, c.value));
     const max = this.maxEntries(name);
     if (want.size > max) {
       throw new BpfnetError('E_MAP_FULL', `map ${name} holds at most ${max} entries but ${want.size} are needed: raise it with --map-size ${name}=N`, { map: name, maxEntries: max, needed: want.size });
