@@ -29,6 +29,14 @@ have python3 || need+=(python3)
 have dig || need+=(dnsutils)
 # the DNS redirect of the iptables/nftables modes flushes a sandbox's conntrack entries
 have conntrack || need+=(conntrack)
+# A real Docker engine (dockerd, containerd, runc) and a static busybox for its
+# images: the coexistence and Docker network plugin tests start one (src/lab/dockerd.ts).
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
+[ -x /bin/busybox ] || need+=(busybox-static)
+# Podman 4.3 (CNI backend) and the CNI reference plugins: the bpfnet CNI
+# plugin's tests run podman with it (test/integration/cni-podman.test.ts).
+have podman || need+=(podman)
+[ -x /usr/lib/cni/loopback ] || need+=(containernetworking-plugins)
 # Only for the benchmarks (make bench sets BENCH=1): bench/setup.ts compares
 # sandbox setup against the CNI reference plugins (bridge, host-local).
 if [ "${BENCH:-}" = 1 ]; then

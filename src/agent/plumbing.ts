@@ -229,7 +229,11 @@ export class Plumbing {
       } else {
         // Half-made (a crash mid-create) or missing: start this endpoint over.
         if (existing) this.rt.deleteLink(ep.hostIfName, { ifExists: true });
-        if (rt.link(ep.ifName)) rt.deleteLink(ep.ifName, { ifExists: true });
+        if (rt.link(ep.ifName)) {
+          // In an engine's namespace a device of that name without our host end is not ours (a veth goes in pairs).
+          if (sb.externalNetns) throw new BpfnetError('E_CONFLICT', `device ${ep.ifName} already exists in ${sb.netnsPath}; choose another if_name`, { dev: ep.ifName, netnsPath: sb.netnsPath });
+          rt.deleteLink(ep.ifName, { ifExists: true });
+        }
         const r = this.rt.createVeth({
           name: ep.hostIfName,
           peerName: ep.ifName,
@@ -319,6 +323,13 @@ export class Plumbing {
   setDefaultRoute(sb: SandboxRecord, via: { gateway: string; ifName: string } | undefined): void {
     const rt = Rtnl.open(sb.netnsPath);
     try {
+      if (sb.externalNetns) {
+        // An engine's namespace may hold other attachments (podman --network a,b; a second
+        // CNI_IFNAME): never take over or delete their default route. Ours goes with our veth.
+        const other = rt.routes({}).some((r) => r.dst === 'default' && (!via || r.dev !== via.ifName));
+        if (via && !other) rt.addRoute({ dst: 'default', gateway: via.gateway, dev: via.ifName, protocol: RTPROT_BPFNET, replace: true });
+        return;
+      }
       if (via) rt.addRoute({ dst: 'default', gateway: via.gateway, dev: via.ifName, protocol: RTPROT_BPFNET, replace: true });
       else {
         for (const r of rt.routes({})) if (r.dst === 'default') rt.delRoute({ dst: 'default' });
