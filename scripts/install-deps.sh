@@ -2,8 +2,8 @@
 # Installs what bpfnet needs on a Debian machine, only when it is missing:
 # clang/llvm (BPF compiler), libbpf headers, bpftool, iproute2 (ip, tc),
 # iptables, nftables, ping, dig, a C toolchain for the native addon, and the npm
-# dependencies. Mounts bpffs if absent. With BENCH=1 (make bench) also the
-# CNI reference plugins the setup benchmark compares against.
+# dependencies. Mounts bpffs if absent. With BENCH=1 (make bench) also what
+# only the benchmarks use: the CNI reference plugins, iperf3, wrk, static libc.
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +41,11 @@ have podman || need+=(podman)
 # sandbox setup against the CNI reference plugins (bridge, host-local).
 if [ "${BENCH:-}" = 1 ]; then
   { [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ]; } || need+=(containernetworking-plugins)
+  # bench/throughput.ts drives iperf3; wrk is there for HTTP load by hand.
+  have iperf3 || need+=(iperf3)
+  have wrk || need+=(wrk)
+  # bench/tools/echo.c is linked statically for the docker peer's busybox image.
+  [ -f "/usr/lib/$(gcc -dumpmachine 2>/dev/null)/libc.a" ] || need+=(libc6-dev)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -50,6 +55,12 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # docker.io's postinst would start a system dockerd in the root namespace
+  # (its firewall rules, docker0); the tests start their own in namespaces.
+  if [[ " ${need[*]} " == *" docker.io "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -22,6 +22,8 @@ import { VERSION } from '../util/version.js';
 import { BpfnetError } from '../util/errors.js';
 import { DnsRegistry, DnsServer, redirectForDataplane } from '../dns/index.js';
 import { upstreamNameservers } from '../model/sandboxfiles.js';
+import { DockerPluginServer } from '../docker/server.js';
+import { join } from 'node:path';
 
 export interface RunningAgent {
   service: ModelService;
@@ -129,12 +131,15 @@ export async function startAgent(cfg: AgentConfig, log: Logger = pino({ level: c
 
   const server = new ApiServer(cfg.socket, handlers(service, { started, uplinks, version: VERSION }), log);
   await server.listen();
+  // Docker's plugin protocols, served by this process and driving it through its API socket.
+  const plugin = cfg.dockerPlugin ? await DockerPluginServer.start({ socket: cfg.dockerPlugin, agentHost: `unix://${cfg.socket}`, stateFile: join(cfg.stateDir, 'docker-plugin.json'), log }) : undefined;
   log.info({ socket: cfg.socket, state: store.path, bpffs: cfg.bpffsRoot, uplinks, dataplane: mode, embeddedDns: cfg.embeddedDns, dnsUpstreams: upstreams.map((u) => u.addr), version: VERSION }, 'agent ready');
 
   return {
     service,
     server,
     async stop() {
+      await plugin?.close();
       await server.close();
       await gc?.stop();
       if (recheck) clearInterval(recheck);

@@ -37,6 +37,8 @@ export interface AgentConfig {
   xdp?: 'auto' | 'native' | 'generic' | undefined;
   /** Masquerade source port range, inclusive. */
   snatPorts: [number, number];
+  /** Serve Docker's remote network driver + IPAM on this socket (--docker-plugin); off when undefined. */
+  dockerPlugin?: string | undefined;
 }
 
 export function defaultConfig(): AgentConfig {

@@ -8,6 +8,7 @@ import { formatInfoCounters } from './stats.js';
 import { parseDataplaneChoice } from '../dataplane/select.js';
 import { invalidArgument } from '../util/errors.js';
 import { maps as mapLayouts } from '../maps/generated/abi.js';
+import { DEFAULT_PLUGIN_SOCKET } from '../docker/protocol.js';
 
 export function agentCommand(): Command {
   const d = defaultConfig();
@@ -26,8 +27,9 @@ export function agentCommand(): Command {
     .option('--xdp <mode>', 'also translate published ports in XDP on the uplinks: off, auto, native or generic (off: measured no faster than tc on veth)', 'off')
     .option('--snat-ports <min-max>', 'source ports masquerade allocates from', `${d.snatPorts[0]}-${d.snatPorts[1]}`)
     .option('--embedded-dns', 'serve names at 127.0.0.11:53 inside sandboxes on user-defined networks (the default)')
+    .option('--docker-plugin [socket]', `also serve Docker's remote network driver and IPAM plugin protocols on this socket (default ${DEFAULT_PLUGIN_SOCKET}; Docker knows the plugin by the socket's name: -d bpfnet)`)
     .option('--no-embedded-dns', 'no embedded DNS: sandboxes on user-defined networks get the node\'s resolv.conf, as on the default bridge')
-    .action(async (o: { stateDir: string; runDir: string; bpffsRoot: string; uplink: string[]; dataplane: string; defaultBridge: string; defaultSubnet?: string; resolvConf: string; logLevel: string; embeddedDns?: boolean; mapSize: string[]; snatPorts: string; xdp: string }, c: Command) => {
+    .action(async (o: { stateDir: string; runDir: string; bpffsRoot: string; uplink: string[]; dataplane: string; defaultBridge: string; defaultSubnet?: string; resolvConf: string; logLevel: string; embeddedDns?: boolean; mapSize: string[]; snatPorts: string; xdp: string; dockerPlugin?: string | boolean }, c: Command) => {
       const host = (c.optsWithGlobals() as { host?: string }).host ?? process.env['BPFNET_HOST'];
       const cfg: AgentConfig = {
         stateDir: o.stateDir,
@@ -44,6 +46,7 @@ export function agentCommand(): Command {
         mapSizes: parseMapSizes(o.mapSize),
         snatPorts: parsePortRange(o.snatPorts, '--snat-ports'),
         xdp: parseXdp(o.xdp),
+        dockerPlugin: o.dockerPlugin === true ? DEFAULT_PLUGIN_SOCKET : o.dockerPlugin || undefined,
       };
       const agent = await startAgent(cfg);
       await new Promise<void>((resolve) => {

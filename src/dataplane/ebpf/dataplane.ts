@@ -21,6 +21,8 @@ import { netnsCookie } from '../../netlink/netns.js';
 import { invalidArgument } from '../../util/errors.js';
 import { formatIpv4, parseCidr } from '../../model/ipv4.js';
 import { isIPv4 } from 'node:net';
+import { existsSync } from 'node:fs';
+import { dockerUserRules, removeDockerUser, syncDockerUser } from '../iptables/dockeruser.js';
 
 export interface EbpfOptions {
   /** bpffs root for this agent's pins (default /sys/fs/bpf/bpfnet). */
@@ -163,6 +165,7 @@ export class EbpfDataplane implements Dataplane {
     for (const k of [...this.attached.keys()]) if (!keep.has(k)) this.attached.delete(k);
     await this.attachSocketHooks(report);
     await this.syncXdp(state, report);
+    await this.syncDockerUser(state, report);
     // Older versions are no longer attached anywhere we manage: unpin them
     // (once per process: versions only change when the agent is upgraded).
     if (!this.pruned) {
@@ -202,6 +205,24 @@ export class EbpfDataplane implements Dataplane {
       if (!(e instanceof Cgroup2MissingError)) throw e;
       if (this.socketHooks === undefined) (report.warnings ??= []).push(`node-local access to published ports is off: ${e.message}`);
       this.socketHooks = 'unavailable';
+    }
+  }
+
+  /**
+   * Containers' outbound packets cross the stack's FORWARD hook, where a
+   * dockerd's policy DROP would drop them: accepts in DOCKER-USER (see
+   * iptables/dockeruser.ts). Only when the networks change, so a sandbox
+   * create spawns no iptables.
+   */
+  private dockerUser: string | undefined;
+  private async syncDockerUser(state: DesiredState, report: ApplyReport): Promise<void> {
+    const want = dockerUserRules(state.networks ?? []);
+    if (want.join('\n') === this.dockerUser) return;
+    try {
+      await syncDockerUser(this.opts.netns, want);
+      this.dockerUser = want.join('\n');
+    } catch (e) {
+      (report.warnings ??= []).push(`could not add bpfnet's accepts to Docker's DOCKER-USER chain: ${(e as Error).message}`);
     }
   }
 
@@ -273,6 +294,9 @@ export class EbpfDataplane implements Dataplane {
     this.attached.clear();
     this.loaded.clear();
     this.mirrorState = undefined;
+    // Only when this mode was here (its root exists): nftables mode keeps the same accepts across its restarts.
+    if (this.dockerUser !== undefined || existsSync(this.opts.root)) await removeDockerUser(this.opts.netns).catch(() => undefined);
+    this.dockerUser = undefined;
     await removeRoot(this.opts.root);
   }
 }

@@ -16,6 +16,7 @@ import { applyError } from '../netfilter/errors.js';
 import { run } from '../../util/exec.js';
 import { CommandError } from '../../util/errors.js';
 import { FAMILIES, IP_CHAINS, TABLE, diffPorts, netChain, renderFull, renderPortDiff, renderRemoval } from './render.js';
+import { dockerUserDrift, dockerUserRules, removeDockerUser, syncDockerUser } from '../iptables/dockeruser.js';
 
 /** One `nft -f -`: one transaction. */
 async function nftScript(netns: string | undefined, script: string): Promise<void> {
@@ -61,10 +62,15 @@ export class NftablesDataplane extends NetfilterDataplane {
     const t2 = performance.now();
     // Devices only change with the shape; reconcile() re-checks them.
     if (kind === 'full') await this.ensureHost(plan);
+    // Our accepts do not stop a dockerd's FORWARD policy DROP: see dockeruser.ts.
+    const warnings: string[] = [];
+    if (kind === 'full') {
+      await syncDockerUser(this.opts.netns, dockerUserRules(state.networks ?? [])).catch((e: Error) => warnings.push(`could not add bpfnet's accepts to Docker's DOCKER-USER chain: ${e.message}`));
+    }
     this.lastTimings = { planMs: t1 - t0, kernelMs: t2 - t1, hostMs: performance.now() - t2 };
     this.last = { state, plan, shape };
     this.lastKind = kind;
-    return portsReport(diff.add.length, diff.remove.length);
+    return { ...portsReport(diff.add.length, diff.remove.length), ...(warnings.length ? { warnings } : {}) };
   }
 
   /** Both tables and every chain exist, and table ip bpfnet has rules. */
@@ -79,6 +85,8 @@ export class NftablesDataplane extends NetfilterDataplane {
       const rules = chains.split('\n').filter((l) => /^\t\t[a-z]/.test(l) && !/^\t\t(type|policy) /.test(l)).length;
       if (rules === 0) drift.push('no rules in table ip bpfnet');
     }
+    // A dockerd started (or DOCKER-USER flushed) since: the re-check puts our accepts back.
+    drift.push(...(await dockerUserDrift(this.opts.netns, dockerUserRules(this.last.state.networks ?? []))));
     return { ok: drift.length === 0, drift };
   }
 
@@ -95,6 +103,8 @@ export class NftablesDataplane extends NetfilterDataplane {
 export async function removeNftables(opts: { netns?: string | undefined }): Promise<{ removed: boolean }> {
   try {
     if ((await ourTables(opts.netns)).length === 0) return { removed: false };
+    // Only when this mode was here: eBPF mode keeps the same accepts across its restarts.
+    await removeDockerUser(opts.netns);
     await nftScript(opts.netns, renderRemoval());
     return { removed: true };
   } catch (e) {
