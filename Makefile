@@ -58,7 +58,9 @@ test: deps all
 lab: deps all
 	node dist/src/cli/main.js lab
 
-# BENCH=1: install-deps.sh also installs what only the benchmarks need (CNI plugins).
+# Every benchmark (bench/README.md), ~25 min on 2 cores: results in bench/results/
+# and README.md's "Benchmarks" section. BENCH=1: install-deps.sh also installs
+# what only the benchmarks need (CNI plugins, iperf3, static libc).
 bench: export BENCH = 1
 bench: deps all
 	node dist/bench/run.js

@@ -40,6 +40,7 @@ import { readMetrics, metricsDelta, type BpfRoot, type MetricName } from '../tes
 import { buildPacket, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_PSH, type PacketSpec } from '../test/harness/packet.js';
 import { progress, registerCleanup, withRoots } from './lib/env.js';
 import { buildTool } from './lib/tools.js';
+import { crrArgs, runClient, type CrrOut } from './lib/traffic.js';
 import { RawPinnedMap, nextPow2 } from './lib/rawmap.js';
 import { fmtInt, fmtNum, fmtRatio, fmtPct, median, rotate, summarize, type Summary, type Table } from './lib/stats.js';
 
@@ -595,10 +596,7 @@ export async function runXdpConnrate(opts: XdpConnrateOptions): Promise<XdpConnr
       for (const m of order) {
         await setMode(m);
         const before = await counters();
-        const { stdout } = await run(connrate.path, ['crr', '--host', UPLINK.nodeIp, '--port', '8080', '--duration', String(opts.durationS),
-          '--warmup', String(opts.warmupS), '--concurrency', String(opts.concurrency), '--threads', '1', '--timeout-ms', '2000', '--close', 'rst'],
-        { netns: topo.client.path, timeout: (opts.durationS + opts.warmupS + 20) * 1000 });
-        const out = JSON.parse(stdout) as { connections: number; errors: number; ratePerS: number; latencyUs: { p50: number; p99: number } };
+        const out = await runClient<CrrOut>(topo.client.path, connrate.path, crrArgs({ port: 8080, durationS: opts.durationS, warmupS: opts.warmupS, concurrency: opts.concurrency, threads: 1, timeoutMs: 2000, close: 'rst' }), opts.durationS + opts.warmupS);
         const d = metricsDelta(before, await counters());
         const metrics = Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v.packets])) as Partial<Record<MetricName, number>>;
         samples.push({ round: r, mode: m, ratePerS: out.ratePerS, p50Us: out.latencyUs.p50, p99Us: out.latencyUs.p99, connections: out.connections, errors: out.errors, metrics });

@@ -3,7 +3,7 @@
 # clang/llvm (BPF compiler), libbpf headers, bpftool, iproute2 (ip, tc),
 # iptables, nftables, ping, dig, a C toolchain for the native addon, and the npm
 # dependencies. Mounts bpffs if absent. With BENCH=1 (make bench) also what
-# only the benchmarks use: the CNI reference plugins, iperf3, wrk, static libc.
+# only the benchmarks use: the CNI reference plugins, iperf3, static libc.
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,9 +41,8 @@ have podman || need+=(podman)
 # sandbox setup against the CNI reference plugins (bridge, host-local).
 if [ "${BENCH:-}" = 1 ]; then
   { [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ]; } || need+=(containernetworking-plugins)
-  # bench/throughput.ts drives iperf3; wrk is there for HTTP load by hand.
+  # bench/throughput.ts drives iperf3.
   have iperf3 || need+=(iperf3)
-  have wrk || need+=(wrk)
   # bench/tools/echo.c is linked statically for the docker peer's busybox image.
   [ -f "/usr/lib/$(gcc -dumpmachine 2>/dev/null)/libc.a" ] || need+=(libc6-dev)
 fi

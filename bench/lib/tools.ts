@@ -37,22 +37,27 @@ export interface BuiltTool {
   built: boolean;
 }
 
-/** Build bench/tools/<name>.c (or reuse the binary of the same source). */
-export async function buildTool(name: string): Promise<BuiltTool> {
+/**
+ * Build bench/tools/<name>.c (or reuse the binary of the same source).
+ * static: linked statically, to run inside a container image without a libc
+ * (the busybox image of the docker peer).
+ */
+export async function buildTool(name: string, opts: { static?: boolean } = {}): Promise<BuiltTool> {
   const src = join(TOOLS_SRC, `${name}.c`);
   const { cc, version } = await findCompiler();
   const text = await readFile(src);
-  const hash = createHash('sha256').update(text).update(`\0${cc}\0${version}\0${CFLAGS.join(' ')}`).digest('hex').slice(0, 12);
-  const out = join(TOOLS_OUT, `${name}-${hash}`);
+  const flags = [...CFLAGS, ...(opts.static ? ['-static'] : [])];
+  const hash = createHash('sha256').update(text).update(`\0${cc}\0${version}\0${flags.join(' ')}`).digest('hex').slice(0, 12);
+  const out = join(TOOLS_OUT, `${name}${opts.static ? '-static' : ''}-${hash}`);
   if (existsSync(out)) return { name, path: out, compiler: version, built: false };
   await mkdir(TOOLS_OUT, { recursive: true });
   const tmp = `${out}.tmp-${process.pid}`;
   try {
-    await run(cc, [...CFLAGS, '-o', tmp, src]);
+    await run(cc, [...flags, '-o', tmp, src]);
     await rename(tmp, out);
   } finally {
     await rm(tmp, { force: true });
   }
-  progress(`built ${name} with ${cc} ${CFLAGS.join(' ')} -> ${out}`);
+  progress(`built ${name} with ${cc} ${flags.join(' ')} -> ${out}`);
   return { name, path: out, compiler: version, built: true };
 }
