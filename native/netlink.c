@@ -659,21 +659,31 @@ static napi_value bpf_prog_info(napi_env env, napi_callback_info info) {
  */
 #define LISTEN_BACKLOG 128
 
+/*
+ * argv[first..first+2] = type ('udp' | 'tcp'), IPv4 address, port (at least
+ * min_port, at most 65535) -> socket type, the address text and a sockaddr.
+ * -1 on any bad argument (the caller throws its usage).
+ */
+static int get_socket_target(napi_env env, const napi_value *argv, size_t first, uint32_t min_port, int *stype, char addr[INET_ADDRSTRLEN + 1], struct sockaddr_in *sa) {
+  char type[8];
+  uint32_t port;
+  if (get_string(env, argv, first + 3, first, type, sizeof type) < 0 || get_string(env, argv, first + 3, first + 1, addr, INET_ADDRSTRLEN + 1) < 0) return -1;
+  if (strcmp(type, "udp") == 0) *stype = SOCK_DGRAM;
+  else if (strcmp(type, "tcp") == 0) *stype = SOCK_STREAM;
+  else return -1;
+  if (get_u32(env, argv[first + 2], &port) < 0 || port < min_port || port > 65535) return -1;
+  *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  return inet_pton(AF_INET, addr, &sa->sin_addr) == 1 ? 0 : -1;
+}
+
 static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
   GET_ARGS(4);
   static const char *usage = "listenInNetns(nsPath: string, type: 'udp' | 'tcp', addr: IPv4 string, port: number)";
-  char path[MAX_PATH], type[8], addr[INET_ADDRSTRLEN + 1];
-  if (argc < 4 || get_string(env, argv, argc, 0, path, sizeof path) < 0 || get_string(env, argv, argc, 1, type, sizeof type) < 0 ||
-      get_string(env, argv, argc, 2, addr, sizeof addr) < 0)
-    return throw_type(env, usage);
+  char path[MAX_PATH], addr[INET_ADDRSTRLEN + 1];
   int stype;
-  if (strcmp(type, "udp") == 0) stype = SOCK_DGRAM;
-  else if (strcmp(type, "tcp") == 0) stype = SOCK_STREAM;
-  else return throw_type(env, usage);
-  uint32_t port;
-  if (get_u32(env, argv[3], &port) < 0 || port > 65535) return throw_type(env, usage);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) return throw_type(env, usage);
+  struct sockaddr_in sa;
+  if (argc < 4 || get_string(env, argv, argc, 0, path, sizeof path) < 0 || get_socket_target(env, argv, 1, 0, &stype, addr, &sa) < 0)
+    return throw_type(env, usage);
 
   int fd = socket_in_netns(env, path, AF_INET, stype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return NULL;
@@ -687,7 +697,7 @@ static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
     int e = errno;
     close(fd);
     char where[MAX_PATH + 64];
-    snprintf(where, sizeof where, "%s:%u in %s", addr, port, path);
+    snprintf(where, sizeof where, "%s:%u in %s", addr, (unsigned)ntohs(sa.sin_port), path);
     return throw_errno(env, e, op, where);
   }
   return int32_value(env, fd);
@@ -705,17 +715,10 @@ static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
 static napi_value bind_probe(napi_env env, napi_callback_info info) {
   GET_ARGS(3);
   static const char *usage = "bindProbe(type: 'udp' | 'tcp', addr: IPv4 string, port: number)";
-  char type[8], addr[INET_ADDRSTRLEN + 1];
-  if (argc < 3 || get_string(env, argv, argc, 0, type, sizeof type) < 0 || get_string(env, argv, argc, 1, addr, sizeof addr) < 0)
-    return throw_type(env, usage);
+  char addr[INET_ADDRSTRLEN + 1];
   int stype;
-  if (strcmp(type, "udp") == 0) stype = SOCK_DGRAM;
-  else if (strcmp(type, "tcp") == 0) stype = SOCK_STREAM;
-  else return throw_type(env, usage);
-  uint32_t port;
-  if (get_u32(env, argv[2], &port) < 0 || port == 0 || port > 65535) return throw_type(env, usage);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) return throw_type(env, usage);
+  struct sockaddr_in sa;
+  if (argc < 3 || get_socket_target(env, argv, 0, 1, &stype, addr, &sa) < 0) return throw_type(env, usage);
   int fd = socket(AF_INET, stype | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, errno, "socket", addr);
   int one = 1, err = 0;
