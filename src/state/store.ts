@@ -73,7 +73,6 @@ export class Store {
   private eps = new Map<string, EndpointRecord>();
   private allocs = new Map<string, Set<string>>();
   private portIdx = new PortIndex();
-  private portCount = 0;
   private depth = 0;
 
   private constructor(
@@ -117,14 +116,12 @@ export class Store {
     this.eps = new Map(docs<EndpointRecord>('SELECT doc FROM endpoints ORDER BY rowid').map((e) => [e.id, freeze(e)]));
     const ports = new Map<string, PortMapping[]>();
     this.portIdx = new PortIndex();
-    this.portCount = 0;
     for (const r of this.db.prepare('SELECT host_ip, proto, host_port, sandbox_id, container_port FROM ports ORDER BY rowid').all() as PortRow[]) {
       const m = freeze({ hostIp: r.host_ip, hostPort: r.host_port, containerPort: r.container_port, proto: r.proto });
       let l = ports.get(r.sandbox_id);
       if (!l) ports.set(r.sandbox_id, (l = []));
       l.push(m);
       this.portIdx.add(m);
-      this.portCount++;
     }
     // Older docs carried their ports too; the table is the truth.
     this.sbs = new Map(docs<SandboxRecord>('SELECT doc FROM sandboxes ORDER BY rowid').map((s) => [s.id, freeze({ ...s, ports: freeze(ports.get(s.id) ?? []) })]));
@@ -217,10 +214,7 @@ export class Store {
 
   private dropPorts(sandboxId: string): void {
     this.db.prepare('DELETE FROM ports WHERE sandbox_id = ?').run(sandboxId);
-    for (const m of this.sbs.get(sandboxId)?.ports ?? []) {
-      this.portIdx.delete(m);
-      this.portCount--;
-    }
+    for (const m of this.sbs.get(sandboxId)?.ports ?? []) this.portIdx.delete(m);
   }
 
   /** Publishes more ports on a stored sandbox (the schema refuses a taken one). */
@@ -232,10 +226,7 @@ export class Store {
     this.db
       .prepare("INSERT INTO ports (host_ip, proto, host_port, sandbox_id, container_port) SELECT value->>0, value->>1, value->>2, ?, value->>3 FROM json_each(?)")
       .run(sandboxId, JSON.stringify(added.map((p) => [p.hostIp, p.proto, p.hostPort, p.containerPort])));
-    for (const p of added) {
-      this.portIdx.add(p);
-      this.portCount++;
-    }
+    for (const p of added) this.portIdx.add(p);
     this.sbs.set(sandboxId, freeze({ ...s, ports: freeze([...s.ports, ...added]) }));
   }
 
@@ -254,7 +245,6 @@ export class Store {
       }
       del.run(p.hostIp, p.proto, p.hostPort, sandboxId);
       this.portIdx.delete(p);
-      this.portCount--;
     }
     this.sbs.set(sandboxId, freeze({ ...s, ports: freeze(kept) }));
   }
@@ -267,10 +257,6 @@ export class Store {
   /** Is a host binding taken by a published port (0.0.0.0 overlaps every address)? O(1). */
   portTaken(hostIp: string, proto: string, hostPort: number): boolean {
     return this.portIdx.conflicts(hostIp, proto, hostPort);
-  }
-
-  portCountTotal(): number {
-    return this.portCount;
   }
 
   // ---- endpoints ------------------------------------------------------------
