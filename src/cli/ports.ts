@@ -166,31 +166,25 @@ export function portsCommand(): Command {
       out(formatPortsTable(r.ports));
     });
 
-  cmd
-    .command('publish')
-    .description('publish more ports on an existing sandbox (Docker cannot; the remote driver and benchmarks use it)')
-    .argument('<sandbox>', 'name or id')
-    .argument('<spec...>', "-p specs in Docker's grammar: [HOSTIP:][HOSTPORT[-END]:]CONTAINERPORT[-END][/tcp|udp]")
-    .option('--format <fmt>', 'table or json', 'table')
-    .action(async (ref: string, specs: string[], o: { format: string }, c: Command) => {
-      const fmt = parseFormat(o.format);
-      const r = await call(c, 'PortPublish', { sandbox: ref, publish: specs });
-      if (fmt === 'json') return out(json(r.ports.map(portRow)));
-      out(formatPortsTable(r.ports));
-    });
-
-  cmd
-    .command('unpublish')
-    .description("withdraw published ports of a sandbox")
-    .argument('<sandbox>', 'name or id')
-    .argument('<port...>', '[HOSTIP:]HOSTPORT[-END][/tcp|udp]; without HOSTIP every host address of that port')
-    .option('--format <fmt>', 'table or json', 'table')
-    .action(async (ref: string, ports: string[], o: { format: string }, c: Command) => {
-      const fmt = parseFormat(o.format);
-      const r = await call(c, 'PortUnpublish', { sandbox: ref, ports });
-      if (fmt === 'json') return out(json(r.ports.map(portRow)));
-      out(formatPortsTable(r.ports));
-    });
+  // publish / unpublish: one call each, answered with the ports changed.
+  const change = (name: 'publish' | 'unpublish', description: string, args: string, argHelp: string, call_: (ref: string, items: string[], c: Command) => Promise<{ ports: PublishedPort[] }>) =>
+    cmd
+      .command(name)
+      .description(description)
+      .argument('<sandbox>', 'name or id')
+      .argument(args, argHelp)
+      .option('--format <fmt>', 'table or json', 'table')
+      .action(async (ref: string, items: string[], o: { format: string }, c: Command) => {
+        const fmt = parseFormat(o.format);
+        const r = await call_(ref, items, c);
+        if (fmt === 'json') return out(json(r.ports.map(portRow)));
+        out(formatPortsTable(r.ports));
+      });
+  change('publish', 'publish more ports on an existing sandbox (Docker cannot; the remote driver and benchmarks use it)', '<spec...>',
+    "-p specs in Docker's grammar: [HOSTIP:][HOSTPORT[-END]:]CONTAINERPORT[-END][/tcp|udp]",
+    (ref, specs, c) => call(c, 'PortPublish', { sandbox: ref, publish: specs }));
+  change('unpublish', 'withdraw published ports of a sandbox', '<port...>', '[HOSTIP:]HOSTPORT[-END][/tcp|udp]; without HOSTIP every host address of that port',
+    (ref, ports, c) => call(c, 'PortUnpublish', { sandbox: ref, ports }));
 
   return cmd;
 }
